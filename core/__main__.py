@@ -1,0 +1,3 @@
+from bridgescale.cli import main
+
+main()

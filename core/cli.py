@@ -1,0 +1,32 @@
+"""The `bridgescale` console script: one command, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bridgescale import __version__, logs
+from bridgescale.commands import dev
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridgescale",
+        description="Vertical autoscaling without restarts for stateful Kubernetes workloads.",
+    )
+    parser.add_argument("--version", action="version", version=f"bridgescale {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text for people, json lines for log pipelines")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    dev.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logs.configure(arguments.log_level, arguments.log_format)
+    sys.exit(arguments.handler(arguments))

@@ -1,0 +1,120 @@
+"""The whole local environment behind `bridgescale dev up|down|status`: the control plane now;
+the node simulator and Prometheus join it here.
+
+A running environment is described by `.bridgescale/env` (shell syntax, `KEY=value` lines), so
+tests, the demo and a developer's shell all find the same cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client, config
+
+from bridgescale.localcluster import kubeconfig
+from bridgescale.localcluster.build import BuildResult, ControlPlaneBuild
+from bridgescale.localcluster.controlplane import COMPONENTS, ControlPlane
+from bridgescale.localcluster.processes import ProcessSupervisor
+from bridgescale.localcluster.settings import LocalClusterSettings
+
+ENV_FILE = "env"
+TOKEN_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    pid: int | None
+    log: str | None
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    components: list[ComponentStatus]
+    ready: bool
+    server_version: str | None
+    env_file: Path | None
+
+
+class LocalEnvironment:
+    def __init__(self, settings: LocalClusterSettings,
+                 progress: Callable[[str], None] = lambda _: None) -> None:
+        self.settings = settings
+        self.state_dir = settings.resolved_state_dir()
+        self._progress = progress
+        self.supervisor = ProcessSupervisor(self.state_dir)
+        self.control_plane = ControlPlane(settings, self.supervisor)
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / ENV_FILE
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.control_plane.paths.admin_kubeconfig
+
+    def build(self) -> BuildResult:
+        return ControlPlaneBuild(self.settings, self._progress).ensure()
+
+    def up(self) -> None:
+        """Build if needed, start what is not running, and write the env file."""
+        result = self.build()
+        if not result.cached:
+            self._progress(f"built the control plane in {result.seconds:.0f} s")
+        self._progress("starting etcd and the control plane")
+        self.control_plane.start()
+        self._write_env_file({"KUBECONFIG": str(self.admin_kubeconfig.resolve())})
+        self._progress(f"API server ready at {self.control_plane.server}")
+
+    def down(self) -> list[str]:
+        """Stop every process this environment started; the env file goes with them."""
+        stopped = self.supervisor.stop_all()
+        self.env_file.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> EnvironmentStatus:
+        recorded = {process.name: process for process in self.supervisor.recorded()}
+        components = []
+        for name in COMPONENTS:
+            process = recorded.get(name)
+            running = process is not None and process.is_running()
+            components.append(ComponentStatus(
+                name, running, process.pid if process else None, process.log if process else None
+            ))
+        ready = self.control_plane.is_ready()
+        return EnvironmentStatus(
+            components=components,
+            ready=ready,
+            server_version=self.control_plane.server_version() if ready else None,
+            env_file=self.env_file if self.env_file.exists() else None,
+        )
+
+    def _write_env_file(self, values: dict[str, str]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / ".gitignore").write_text("*\n")
+        lines = [f"{key}={value}" for key, value in values.items()]
+        self.env_file.write_text("\n".join(lines) + "\n")
+
+    def api_client(self) -> client.ApiClient:
+        """A Kubernetes client authenticated as the cluster admin."""
+        return config.new_client_from_config(config_file=str(self.admin_kubeconfig))
+
+    def mint_kubeconfig(self, namespace: str, service_account: str,
+                        path: Path | None = None) -> Path:
+        """A kubeconfig that authenticates as an existing service account, through a bound
+        token from the TokenRequest API, so that it gets exactly that account's RBAC."""
+        with self.api_client() as api:
+            request = client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS)
+            )
+            response = client.CoreV1Api(api).create_namespaced_service_account_token(
+                service_account, namespace, request
+            )
+        token: str = response.status.token
+        target = path or self.control_plane.paths.kubeconfigs / f"sa-{namespace}-{service_account}.yaml"
+        user = f"system:serviceaccount:{namespace}:{service_account}"
+        return kubeconfig.write_for_token(target, self.control_plane.server,
+                                          self.control_plane.pki.ca.cert, user, token)

@@ -1,0 +1,124 @@
+"""Processes of the local cluster: started detached, recorded in the state folder, stopped for
+good. The record survives the command that started them, so `dev down` and `dev status` work
+from any later shell."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RECORD = "processes.json"
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    name: str
+    pid: int
+    command: list[str]
+    log: str
+
+    def is_running(self) -> bool:
+        """True while the recorded pid is alive and still runs the recorded program."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        # A zombie has exited; a reused pid runs something else.
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        program = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+        return state != "Z" and program == self.command[0]
+
+
+class ProcessSupervisor:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.logs_dir = state_dir / "logs"
+
+    @property
+    def _record_path(self) -> Path:
+        return self.state_dir / RECORD
+
+    def recorded(self) -> list[ManagedProcess]:
+        if not self._record_path.is_file():
+            return []
+        return [ManagedProcess(**entry) for entry in json.loads(self._record_path.read_text())]
+
+    def _save(self, processes: Sequence[ManagedProcess]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self._record_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps([asdict(process) for process in processes], indent=2))
+        temporary.replace(self._record_path)
+
+    def find(self, name: str) -> ManagedProcess | None:
+        return next((p for p in self.recorded() if p.name == name and p.is_running()), None)
+
+    def start(self, name: str, command: Sequence[str],
+              env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """Start `command` in a session of its own, its output appended to logs/<name>.log."""
+        running = self.find(name)
+        if running:
+            return running
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = self.logs_dir / f"{name}.log"
+        with log.open("ab") as output:
+            child = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(env) if env is not None else None,
+            )
+        process = ManagedProcess(name, child.pid, list(command), str(log))
+        others = [p for p in self.recorded() if p.name != name]
+        self._save([*others, process])
+        return process
+
+    def stop(self, name: str, timeout: float = 15.0) -> bool:
+        """Stop one process (and its process group); True if it was running."""
+        processes = self.recorded()
+        target = next((p for p in processes if p.name == name), None)
+        if target is None:
+            return False
+        was_running = _terminate(target, timeout)
+        self._save([p for p in processes if p.name != name])
+        return was_running
+
+    def stop_all(self, timeout: float = 15.0) -> list[str]:
+        """Stop every recorded process, newest first; the names of those that were running."""
+        stopped = [p.name for p in reversed(self.recorded()) if _terminate(p, timeout)]
+        self._save([])
+        return stopped
+
+
+def _terminate(process: ManagedProcess, timeout: float) -> bool:
+    if not process.is_running():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.is_running():
+            return True
+        _reap(process.pid)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    while process.is_running():
+        _reap(process.pid)
+        time.sleep(0.05)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child of this process, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,92 @@
+"""Settings of the local cluster: versions, where builds are cached, where state lives, ports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "bridgescale"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding bridgescale's pyproject.toml, else `start`."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "bridgescale"' in pyproject.read_text():
+            return folder
+    return here
+
+
+class LocalClusterSettings(BaseSettings):
+    """How `bridgescale dev` builds and runs the local cluster.
+
+    Every field can be set from the environment with the prefix `BRIDGESCALE_DEV_`, for example
+    `BRIDGESCALE_DEV_KUBERNETES_VERSION=v1.36.3`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGESCALE_DEV_", frozen=True)
+
+    kubernetes_version: str = Field(
+        default="v1.37.2",
+        pattern=r"^v1\.\d+\.\d+$",
+        description="Release of k8s.io/kubernetes whose control plane is built.",
+    )
+    etcd_version: str = Field(
+        default="v3.6.17",
+        pattern=r"^v3\.\d+\.\d+$",
+        description="Release of go.etcd.io/etcd/server/v3 that is built.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where builds, the Go module cache and the Go build cache are kept.",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where a running environment keeps certificates, data, logs and its env "
+        "file; defaults to .bridgescale/ at the project root.",
+    )
+    port_base: int = Field(
+        default=16440,
+        ge=1024,
+        le=65000,
+        description="First of the loopback ports used: the API server listens on port_base + 3, "
+        "etcd on +0 and +1, the controller-manager on +4, the scheduler on +5.",
+    )
+    etcd_unsafe_no_fsync: bool = Field(
+        default=True,
+        description="Skip fsync in etcd: a throwaway local cluster needs no durability across "
+        "power loss, and fsync dominates its latency on shared disks.",
+    )
+    ready_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or find_project_root() / ".bridgescale"
+
+    @property
+    def binaries_dir(self) -> Path:
+        return self.cache_dir / "bin" / f"kubernetes-{self.kubernetes_version}"
+
+    @property
+    def etcd_port(self) -> int:
+        return self.port_base
+
+    @property
+    def etcd_peer_port(self) -> int:
+        return self.port_base + 1
+
+    @property
+    def apiserver_port(self) -> int:
+        return self.port_base + 3
+
+    @property
+    def controller_manager_port(self) -> int:
+        return self.port_base + 4
+
+    @property
+    def scheduler_port(self) -> int:
+        return self.port_base + 5
