@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import dev
+from bridgescale.commands import demo, dev
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,11 +16,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Vertical autoscaling without restarts for stateful Kubernetes workloads.",
     )
     parser.add_argument("--version", action="version", version=f"bridgescale {__version__}")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"],
-                        help="text for people, json lines for log pipelines")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text for people, json lines for log pipelines",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.register(commands)
     dev.register(commands)
     return parser
 

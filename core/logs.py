@@ -36,7 +36,9 @@ class TextFormatter(logging.Formatter):
         identity = [str(getattr(record, f)) for f in ("namespace", "name") if hasattr(record, f)]
         prefix = f"[{'/'.join(identity)}] " if identity else ""
         record.message = record.getMessage()
-        text = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {prefix}{record.message}"
+        text = (
+            f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {prefix}{record.message}"
+        )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -60,6 +62,8 @@ class ObjectLogger(logging.LoggerAdapter[logging.Logger]):
     def __init__(self, logger: logging.Logger, identity: Mapping[str, str]) -> None:
         super().__init__(logger, dict(identity))
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs

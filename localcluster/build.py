@@ -72,8 +72,9 @@ def toolchain_for(required: str, local: str) -> str:
     return f"go{required}"
 
 
-def wrapper_go_mod(module: str, go_version: str, requires: Mapping[str, str],
-                   replacements: Mapping[str, str]) -> str:
+def wrapper_go_mod(
+    module: str, go_version: str, requires: Mapping[str, str], replacements: Mapping[str, str]
+) -> str:
     lines = [f"module {module}", "", f"go {go_version}", "", "require ("]
     lines += [f"\t{path} {version}" for path, version in requires.items()]
     lines.append(")")
@@ -194,8 +195,9 @@ class ControlPlaneBuild:
         out = self._run_go(["env", "GOVERSION"], self._settings.cache_dir, self._env())
         return out.strip().removeprefix("go")
 
-    def _prepare_wrapper(self, name: str, module_info: Mapping[str, str],
-                         replacements: Mapping[str, str]) -> tuple[Path, str]:
+    def _prepare_wrapper(
+        self, name: str, module_info: Mapping[str, str], replacements: Mapping[str, str]
+    ) -> tuple[Path, str]:
         go_mod = Path(module_info["GoMod"]).read_text()
         go_version = required_go_version(go_mod)
         toolchain = toolchain_for(go_version, self._local_go_version())
@@ -209,15 +211,31 @@ class ControlPlaneBuild:
         (folder / "go.mod").write_text(wrapper)
         return folder, toolchain
 
-    def _build(self, folder: Path, toolchain: str, packages: list[str], ldflags: str,
-               output: str) -> None:
+    def _build(
+        self, folder: Path, toolchain: str, packages: list[str], ldflags: str, output: str
+    ) -> None:
         """Run `go build`; `output` ending in "/" is a folder that receives one binary each."""
         assert self._go is not None
         self._settings.binaries_dir.mkdir(parents=True, exist_ok=True)
-        command = [self._go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output,
-                   *packages]
-        with subprocess.Popen(command, cwd=folder, env=self._env(toolchain), text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as build:
+        command = [
+            self._go,
+            "build",
+            "-v",
+            "-trimpath",
+            "-ldflags",
+            ldflags,
+            "-o",
+            output,
+            *packages,
+        ]
+        with subprocess.Popen(
+            command,
+            cwd=folder,
+            env=self._env(toolchain),
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        ) as build:
             assert build.stderr is not None
             compiled = 0
             log: list[str] = []

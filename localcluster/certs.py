@@ -96,9 +96,15 @@ class ClusterPKI:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -116,8 +122,13 @@ class ClusterPKI:
             )
         )
 
-    def _issue(self, name: str, subject: x509.Name, usage: x509.ObjectIdentifier,
-               sans: list[x509.GeneralName]) -> KeyPair:
+    def _issue(
+        self,
+        name: str,
+        subject: x509.Name,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName],
+    ) -> KeyPair:
         pair = self.pair(name)
         if pair.cert.exists() and pair.key.exists():
             return pair
@@ -148,8 +159,9 @@ class ClusterPKI:
         """A TLS server certificate for `name`, valid for the given DNS names and addresses."""
         sans: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        return self._issue(name, _name(dns_names[0] if dns_names else name),
-                           ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        return self._issue(
+            name, _name(dns_names[0] if dns_names else name), ExtendedKeyUsageOID.SERVER_AUTH, sans
+        )
 
     def client(self, name: str, user: str, group: str | None = None) -> KeyPair:
         """A client certificate authenticating as `user` (CN) in `group` (O)."""

@@ -75,14 +75,20 @@ class ControlPlane:
     def _write_component_kubeconfigs(self) -> None:
         users = {
             "admin": ("bridgescale-admin", self.pki.pair("admin")),
-            "controller-manager": ("system:kube-controller-manager",
-                                   self.pki.pair("controller-manager")),
+            "controller-manager": (
+                "system:kube-controller-manager",
+                self.pki.pair("controller-manager"),
+            ),
             "scheduler": ("system:kube-scheduler", self.pki.pair("scheduler")),
         }
         for file_name, (user, pair) in users.items():
             kubeconfig.write_for_certificate(
-                self.paths.kubeconfigs / f"{file_name}.yaml", self.server, self.pki.ca.cert,
-                user, pair.cert, pair.key,
+                self.paths.kubeconfigs / f"{file_name}.yaml",
+                server=self.server,
+                ca_cert=self.pki.ca.cert,
+                user=user,
+                cert=pair.cert,
+                key=pair.key,
             )
 
     def _etcd_command(self) -> list[str]:
@@ -150,8 +156,9 @@ class ControlPlane:
     def _controller_manager_command(self) -> list[str]:
         return [
             self._binary("kube-controller-manager"),
-            *self._component_auth_flags("controller-manager",
-                                        self._settings.controller_manager_port),
+            *self._component_auth_flags(
+                "controller-manager", self._settings.controller_manager_port
+            ),
             f"--service-account-private-key-file={self.pki.service_account_key}",
             f"--root-ca-file={self.pki.ca.cert}",
             f"--cluster-signing-cert-file={self.pki.ca.cert}",
@@ -212,6 +219,9 @@ class ControlPlane:
     def _check_alive(self, name: str) -> None:
         if self._supervisor.find(name) is None:
             log = self._supervisor.logs_dir / f"{name}.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:]) if log.exists() \
+            tail = (
+                "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+                if log.exists()
                 else "(no log)"
+            )
             raise ControlPlaneError(f"{name} exited during start-up; last lines of {log}:\n{tail}")

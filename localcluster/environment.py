@@ -40,8 +40,9 @@ class EnvironmentStatus:
 
 
 class LocalEnvironment:
-    def __init__(self, settings: LocalClusterSettings,
-                 progress: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self, settings: LocalClusterSettings, progress: Callable[[str], None] = lambda _: None
+    ) -> None:
         self.settings = settings
         self.state_dir = settings.resolved_state_dir()
         self._progress = progress
@@ -81,9 +82,14 @@ class LocalEnvironment:
         for name in COMPONENTS:
             process = recorded.get(name)
             running = process is not None and process.is_running()
-            components.append(ComponentStatus(
-                name, running, process.pid if process else None, process.log if process else None
-            ))
+            components.append(
+                ComponentStatus(
+                    name,
+                    running,
+                    process.pid if process else None,
+                    process.log if process else None,
+                )
+            )
         ready = self.control_plane.is_ready()
         return EnvironmentStatus(
             components=components,
@@ -100,10 +106,14 @@ class LocalEnvironment:
 
     def api_client(self) -> client.ApiClient:
         """A Kubernetes client authenticated as the cluster admin."""
-        return config.new_client_from_config(config_file=str(self.admin_kubeconfig))
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.admin_kubeconfig)
+        )
+        return api
 
-    def mint_kubeconfig(self, namespace: str, service_account: str,
-                        path: Path | None = None) -> Path:
+    def mint_kubeconfig(
+        self, namespace: str, service_account: str, path: Path | None = None
+    ) -> Path:
         """A kubeconfig that authenticates as an existing service account, through a bound
         token from the TokenRequest API, so that it gets exactly that account's RBAC."""
         with self.api_client() as api:
@@ -113,8 +123,15 @@ class LocalEnvironment:
             response = client.CoreV1Api(api).create_namespaced_service_account_token(
                 service_account, namespace, request
             )
-        token: str = response.status.token
-        target = path or self.control_plane.paths.kubeconfigs / f"sa-{namespace}-{service_account}.yaml"
+        if response.status is None or not response.status.token:
+            raise RuntimeError(
+                f"the API server returned no token for {namespace}/{service_account}"
+            )
+        token = response.status.token
+        target = (
+            path or self.control_plane.paths.kubeconfigs / f"sa-{namespace}-{service_account}.yaml"
+        )
         user = f"system:serviceaccount:{namespace}:{service_account}"
-        return kubeconfig.write_for_token(target, self.control_plane.server,
-                                          self.control_plane.pki.ca.cert, user, token)
+        return kubeconfig.write_for_token(
+            target, self.control_plane.server, self.control_plane.pki.ca.cert, user, token
+        )

@@ -34,8 +34,9 @@ def render(server: str, ca_cert: Path, user: str, credentials: dict[str, str]) -
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def write_for_certificate(path: Path, server: str, ca_cert: Path, user: str, cert: Path,
-                          key: Path) -> Path:
+def write_for_certificate(
+    path: Path, *, server: str, ca_cert: Path, user: str, cert: Path, key: Path
+) -> Path:
     credentials = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
     _write_private(path, render(server, ca_cert, user, credentials))
     return path

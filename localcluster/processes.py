@@ -17,24 +17,28 @@ from pathlib import Path
 RECORD = "processes.json"
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """State letter and start time (clock ticks since boot) of a live pid, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3 of stat(5), starttime field 22.
+    return fields[0], int(fields[19])
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     name: str
     pid: int
     command: list[str]
     log: str
+    started: int  # the process's start time in clock ticks since boot: a reused pid differs
 
     def is_running(self) -> bool:
-        """True while the recorded pid is alive and still runs the recorded program."""
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        # A zombie has exited; a reused pid runs something else.
-        state = stat.rsplit(")", 1)[-1].split()[0]
-        program = cmdline.split(b"\0", 1)[0].decode(errors="replace")
-        return state != "Z" and program == self.command[0]
+        """True while the recorded process is alive (not a zombie, not a reused pid)."""
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and stat[1] == self.started
 
 
 class ProcessSupervisor:
@@ -60,8 +64,9 @@ class ProcessSupervisor:
     def find(self, name: str) -> ManagedProcess | None:
         return next((p for p in self.recorded() if p.name == name and p.is_running()), None)
 
-    def start(self, name: str, command: Sequence[str],
-              env: Mapping[str, str] | None = None) -> ManagedProcess:
+    def start(
+        self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
         """Start `command` in a session of its own, its output appended to logs/<name>.log."""
         running = self.find(name)
         if running:
@@ -77,7 +82,9 @@ class ProcessSupervisor:
                 start_new_session=True,
                 env=dict(env) if env is not None else None,
             )
-        process = ManagedProcess(name, child.pid, list(command), str(log))
+        stat = _stat(child.pid)
+        started = stat[1] if stat else -1
+        process = ManagedProcess(name, child.pid, list(command), str(log), started)
         others = [p for p in self.recorded() if p.name != name]
         self._save([*others, process])
         return process

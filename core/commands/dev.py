@@ -98,7 +98,9 @@ def _status(arguments: argparse.Namespace) -> int:
         table.add_row(component.name, state, str(component.pid or ""), component.log or "")
     Console().print(table)
     if status.ready:
-        Console().print(f"API server ready, version {status.server_version}; env: {status.env_file}")
+        Console().print(
+            f"API server ready, version {status.server_version}; env: {status.env_file}"
+        )
     else:
         Console().print("API server not ready")
     return 0 if status.ready else 3

@@ -1,0 +1,103 @@
+"""The one module of bridgescale that talks to the Kubernetes API.
+
+Everything else gets plain data and a few error classes: API errors are mapped here, once, by
+HTTP status, so callers can treat the expected ones (a pod that vanished, a conflict, a budget
+that forbids an eviction) as outcomes rather than surprises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+
+class KubeError(Exception):
+    """An error answer from the API server."""
+
+    status: int | None = None
+
+    def __init__(self, status: int | None, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(KubeError):
+    """404: the object is gone."""
+
+
+class Conflict(KubeError):
+    """409: someone else changed the object first; re-read and retry."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC does not allow it."""
+
+
+class Invalid(KubeError):
+    """422: the API server refused the change as invalid; the message says why."""
+
+
+class TooManyRequests(KubeError):
+    """429: throttled, or an eviction refused by a PodDisruptionBudget."""
+
+
+class Unavailable(KubeError):
+    """No answer, or a 5xx: the API server is down or overloaded; retry later."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+    429: TooManyRequests,
+}
+
+
+def translate(error: ApiException) -> KubeError:
+    """The bridgescale error class for an API exception, with the server's own message."""
+    status = int(error.status) if error.status else None
+    message = str(error.reason or "")
+    if error.body:
+        try:
+            body: Any = json.loads(error.body)
+        except (ValueError, TypeError):
+            body = None
+        if isinstance(body, dict) and "message" in body:
+            message = str(body["message"])
+        else:
+            message = str(error.body)
+    if status is None or status >= 500:
+        return Unavailable(status, str(error.reason), message)
+    return _BY_STATUS.get(status, KubeError)(status, str(error.reason), message)
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Raise API exceptions inside the block as bridgescale's error classes."""
+    try:
+        yield
+    except ApiException as error:
+        raise translate(error) from error
+
+
+def new_client(kubeconfig: Path | None = None) -> client.ApiClient:
+    """A client from `kubeconfig`, else from $KUBECONFIG or in-cluster service account."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig) if kubeconfig else None
+    )
+    return api

@@ -1,0 +1,46 @@
+"""The local cluster for the tests: the real control plane, started once per test session in a
+state folder and on ports of its own, so that a developer's `bridgescale dev up` keeps running."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
+
+TEST_PORT_BASE = 17440
+
+
+def cluster_settings(name: str = "test", port_base: int = TEST_PORT_BASE) -> LocalClusterSettings:
+    state_dir = find_project_root(Path(__file__)) / ".bridgescale" / name
+    return LocalClusterSettings(state_dir=state_dir, port_base=port_base)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
+    environment = LocalEnvironment(cluster_settings(), progress=print)
+    environment.up()
+    yield environment
+    if not request.config.getoption("--keep-cluster"):
+        environment.down()
+
+
+@pytest.fixture(scope="session")
+def api(local_cluster: LocalEnvironment) -> Iterator[client.ApiClient]:
+    with local_cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)

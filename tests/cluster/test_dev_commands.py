@@ -1,0 +1,75 @@
+"""`bridgescale dev up|status|down` as a user runs them: the env file, a client loaded from it,
+and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes import client, config
+
+from tests.cluster.conftest import cluster_settings
+
+CLI = [sys.executable, "-m", "bridgescale"]
+
+
+def _running_from(state_dir: Path) -> list[str]:
+    """Command lines of live processes whose arguments mention `state_dir`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if str(state_dir) in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def _dev(action: str, state_dir: Path, port_base: int) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, BRIDGESCALE_DEV_PORT_BASE=str(port_base))
+    return subprocess.run(
+        [*CLI, "dev", action, "--state-dir", str(state_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
+    settings = cluster_settings("cli", port_base=17540)
+    state_dir = settings.resolved_state_dir()
+    try:
+        up = _dev("up", state_dir, settings.port_base)
+        assert up.returncode == 0, up.stderr
+
+        env = dict(line.split("=", 1) for line in (state_dir / "env").read_text().splitlines())
+        kubeconfig = Path(env["KUBECONFIG"])
+        assert kubeconfig.is_absolute()
+        with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+            version = client.VersionApi(api).get_code()
+            namespaces = client.CoreV1Api(api).list_namespace().items
+        print(f"dev up: server {version.git_version}, {len(namespaces)} namespaces")
+        assert int(version.minor.rstrip("+")) >= 36
+        assert "kube-system" in {ns.metadata.name for ns in namespaces}
+
+        status = _dev("status", state_dir, settings.port_base)
+        assert status.returncode == 0, status.stderr
+        for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            assert component in status.stdout
+        assert "stopped" not in status.stdout
+    finally:
+        down = _dev("down", state_dir, settings.port_base)
+    assert down.returncode == 0, down.stderr
+    assert _running_from(state_dir) == []
+    assert not (state_dir / "env").exists()
+    after = _dev("status", state_dir, settings.port_base)
+    assert after.returncode == 3
+    assert "not ready" in after.stdout
