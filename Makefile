@@ -8,7 +8,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test check unit cluster clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages demo test check unit cluster clean
+
+# Debian's prometheus (2.42) scrapes the local cluster; promtool backfills its history.
+system-packages:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+		echo "installing Debian's prometheus package"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -q --no-install-recommends prometheus; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 		--config-settings editable_mode=strict -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) system-packages
 	$(BIN)/bridgescale dev build
 
 demo: setup

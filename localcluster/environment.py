@@ -17,6 +17,7 @@ from bridgescale.localcluster import kubeconfig
 from bridgescale.localcluster.build import BuildResult, ControlPlaneBuild
 from bridgescale.localcluster.controlplane import COMPONENTS, ControlPlane
 from bridgescale.localcluster.processes import ProcessSupervisor
+from bridgescale.localcluster.prometheus import PrometheusServer
 from bridgescale.localcluster.settings import LocalClusterSettings
 
 ENV_FILE = "env"
@@ -48,6 +49,12 @@ class LocalEnvironment:
         self._progress = progress
         self.supervisor = ProcessSupervisor(self.state_dir)
         self.control_plane = ControlPlane(settings, self.supervisor)
+        self.prometheus = PrometheusServer(
+            self.state_dir,
+            self.supervisor,
+            settings.prometheus_port,
+            settings.scrape_interval_seconds,
+        )
 
     @property
     def env_file(self) -> Path:
@@ -67,8 +74,20 @@ class LocalEnvironment:
             self._progress(f"built the control plane in {result.seconds:.0f} s")
         self._progress("starting etcd and the control plane")
         self.control_plane.start()
-        self._write_env_file({"KUBECONFIG": str(self.admin_kubeconfig.resolve())})
         self._progress(f"API server ready at {self.control_plane.server}")
+        self._start_prometheus()
+        self._write_env_file(
+            {
+                "KUBECONFIG": str(self.admin_kubeconfig.resolve()),
+                "PROMETHEUS_URL": self.prometheus.url,
+            }
+        )
+
+    def _start_prometheus(self) -> None:
+        if self.prometheus.is_ready():
+            return
+        self._progress(f"starting Prometheus at {self.prometheus.url}")
+        self.prometheus.start()
 
     def down(self) -> list[str]:
         """Stop every process this environment started; the env file goes with them."""
@@ -79,7 +98,7 @@ class LocalEnvironment:
     def status(self) -> EnvironmentStatus:
         recorded = {process.name: process for process in self.supervisor.recorded()}
         components = []
-        for name in COMPONENTS:
+        for name in (*COMPONENTS, "prometheus"):
             process = recorded.get(name)
             running = process is not None and process.is_running()
             components.append(

@@ -54,8 +54,9 @@ class LocalClusterSettings(BaseSettings):
         default=16440,
         ge=1024,
         le=65000,
-        description="First of the loopback ports used: the API server listens on port_base + 3, "
-        "etcd on +0 and +1, the controller-manager on +4, the scheduler on +5.",
+        description="First of the loopback ports used: etcd on port_base + 0 and +1, the API "
+        "server on +3, the controller-manager on +4, the scheduler on +5, Prometheus on +6, the "
+        "node simulator's metrics on +7.",
     )
     etcd_unsafe_no_fsync: bool = Field(
         default=True,
@@ -63,6 +64,13 @@ class LocalClusterSettings(BaseSettings):
         "power loss, and fsync dominates its latency on shared disks.",
     )
     ready_timeout_seconds: float = Field(default=120.0, gt=0)
+    history_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=30,
+        description="Days of metrics history backfilled into Prometheus before it starts.",
+    )
+    scrape_interval_seconds: int = Field(default=15, ge=1, le=300)
 
     def resolved_state_dir(self) -> Path:
         return self.state_dir or find_project_root() / ".bridgescale"
@@ -90,3 +98,11 @@ class LocalClusterSettings(BaseSettings):
     @property
     def scheduler_port(self) -> int:
         return self.port_base + 5
+
+    @property
+    def prometheus_port(self) -> int:
+        return self.port_base + 6
+
+    @property
+    def simulator_metrics_port(self) -> int:
+        return self.port_base + 7

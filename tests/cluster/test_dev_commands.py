@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from kubernetes import client, config
@@ -60,9 +61,13 @@ def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
         assert int(version.minor.rstrip("+")) >= 36
         assert "kube-system" in {ns.metadata.name for ns in namespaces}
 
+        with urllib.request.urlopen(f"{env['PROMETHEUS_URL']}/-/ready", timeout=5) as ready:
+            assert ready.status == 200
+
         status = _dev("status", state_dir, settings.port_base)
         assert status.returncode == 0, status.stderr
-        for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        components = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        for component in (*components, "prometheus"):
             assert component in status.stdout
         assert "stopped" not in status.stdout
     finally:
