@@ -167,14 +167,15 @@ class ControlPlaneBuild:
             [self._go, *args], cwd=cwd, env=dict(env), capture_output=True, text=True, check=False
         )
         if result.returncode != 0:
-            raise BuildError(self._explain_failure(args, result.stderr))
+            raise BuildError(self._explain_failure(args, result.stderr or result.stdout))
         return result.stdout
 
     @staticmethod
-    def _explain_failure(args: list[str], stderr: str) -> str:
-        tail = "\n".join(stderr.strip().splitlines()[-15:])
+    def _explain_failure(args: list[str], output: str) -> str:
+        tail = "\n".join(output.strip().splitlines()[-15:])
         hint = ""
-        if re.search(r"dial tcp|no such host|proxyconnect|i/o timeout|connection refused", stderr):
+        unreachable = r"dial tcp|no such host|proxyconnect|i/o timeout|refused|disabled by GOPROXY"
+        if re.search(unreachable, output):
             hint = (
                 "\nThe Go module proxy could not be reached: check GOPROXY "
                 f"(now {os.environ.get('GOPROXY', 'unset')}) and the network."
@@ -187,8 +188,6 @@ class ControlPlaneBuild:
         scratch.mkdir(parents=True, exist_ok=True)
         out = self._run_go(["mod", "download", "-json", f"{path}@{version}"], scratch, self._env())
         info: dict[str, str] = json.loads(out)
-        if info.get("Error"):
-            raise BuildError(f"the Go module proxy has no {path}@{version}: {info['Error']}")
         return info
 
     def _local_go_version(self) -> str:

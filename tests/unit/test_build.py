@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from bridgescale.localcluster.build import (
     BuildError,
+    ControlPlaneBuild,
     required_go_version,
     staging_replacements,
     toolchain_for,
     version_ldflags,
     wrapper_go_mod,
 )
+from bridgescale.localcluster.settings import LocalClusterSettings
 
 KUBERNETES_GO_MOD = """
 module k8s.io/kubernetes
@@ -82,3 +87,23 @@ def test_ldflags_stamp_the_release() -> None:
     assert "-X k8s.io/component-base/version.gitVersion=v1.37.2" in flags
     assert "-X k8s.io/component-base/version.gitMinor=37" in flags
     assert "-X k8s.io/client-go/pkg/version.buildDate=2026-10-27T12:01:04Z" in flags
+
+
+def test_missing_go_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no go on it
+    settings = LocalClusterSettings(cache_dir=tmp_path / "cache")
+    with pytest.raises(BuildError, match="Go is not installed or not on PATH"):
+        ControlPlaneBuild(settings, progress=lambda _: None).ensure()
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="needs a Go toolchain")
+def test_unreachable_proxy_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty module cache and a proxy that refuses everything, as on a machine without access.
+    monkeypatch.setenv("GOPROXY", "off")
+    settings = LocalClusterSettings(cache_dir=tmp_path / "cache")
+    with pytest.raises(BuildError) as failure:
+        ControlPlaneBuild(settings, progress=lambda _: None).ensure()
+    message = str(failure.value)
+    assert "go mod download failed" in message
+    assert "k8s.io/kubernetes" in message
+    assert "The Go module proxy could not be reached" in message
