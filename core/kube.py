@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
 
 
 class KubeError(Exception):
@@ -101,3 +103,40 @@ def new_client(kubeconfig: Path | None = None) -> client.ApiClient:
         config_file=str(kubeconfig) if kubeconfig else None
     )
     return api
+
+
+FIELD_MANAGER = "bridgescale"
+
+
+def load_manifests(*paths: Path) -> list[dict[str, Any]]:
+    """The objects in YAML files (several documents each), in file order."""
+    objects: list[dict[str, Any]] = []
+    for path in paths:
+        objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return objects
+
+
+def apply(
+    api: client.ApiClient,
+    objects: list[dict[str, Any]],
+    *,
+    dry_run: bool = False,
+    field_manager: str = FIELD_MANAGER,
+) -> list[dict[str, Any]]:
+    """Server-side apply of each object, as `kubectl apply --server-side` does; the results."""
+    dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
+    applied = []
+    for body in objects:
+        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        namespace = body.get("metadata", {}).get("namespace")
+        with api_errors():
+            result = resource.server_side_apply(
+                body=body,
+                name=body["metadata"]["name"],
+                namespace=namespace,
+                field_manager=field_manager,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            )
+        applied.append(result.to_dict())
+    return applied

@@ -3,6 +3,7 @@ state folder and on ports of its own, so that a developer's `bridgescale dev up`
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from bridgescale import kube
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 
@@ -34,6 +36,23 @@ def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
 def api(local_cluster: LocalEnvironment) -> Iterator[client.ApiClient]:
     with local_cluster.api_client() as api_client:
         yield api_client
+
+
+@pytest.fixture(scope="session")
+def crds(api: client.ApiClient) -> list[str]:
+    """bridgescale's CustomResourceDefinitions from deploy/, installed and established."""
+    paths = sorted((find_project_root(Path(__file__)) / "deploy" / "crds").glob("*.yaml"))
+    names = [crd["metadata"]["name"] for crd in kube.apply(api, kube.load_manifests(*paths))]
+    extensions = client.ApiextensionsV1Api(api)
+    for name in names:
+        for _ in range(100):
+            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"CRD {name} was not established")
+    return names
 
 
 @pytest.fixture
