@@ -1,8 +1,9 @@
-"""The one module of bridgescale that talks to the Kubernetes API.
+"""The one layer of bridgescale that talks to the Kubernetes API.
 
 Everything else gets plain data and a few error classes: API errors are mapped here, once, by
 HTTP status, so callers can treat the expected ones (a pod that vanished, a conflict, a budget
-that forbids an eviction) as outcomes rather than surprises.
+that forbids an eviction) as outcomes rather than surprises. This module holds the client, the
+errors and server-side apply; modules beside it wrap one area of the API each.
 """
 
 from __future__ import annotations
