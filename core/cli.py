@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import dev
+from bridgescale.commands import backtest, dev
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people, json lines for log pipelines")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     dev.register(commands)
+    backtest.register(commands)
     return parser
 
 
