@@ -61,9 +61,7 @@ def write_usage_csv(path: Path, trace: UsageTrace) -> None:
     for resource in trace.resources:
         values = trace.usage[resource]
         frame[resource] = (
-            values.round(6)
-            if resource == "cpu"
-            else pd.Series(values.round(0)).astype("Int64")
+            values.round(6) if resource == "cpu" else pd.Series(values.round(0)).astype("Int64")
         )
     frame.to_csv(path, index=False, compression="infer")
 

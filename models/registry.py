@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from bridgescale.models.autopilot import AutopilotWindowRecommender
 from bridgescale.models.base import Recommender
+from bridgescale.models.bridgescale import BridgescaleRecommender
 from bridgescale.models.krr import KrrRecommender
 from bridgescale.models.vpa import VpaRecommender
 
@@ -13,6 +14,7 @@ ORACLE = "oracle"
 DEFAULT = "bridgescale"
 
 _FACTORIES: dict[str, Callable[[], Recommender]] = {
+    "bridgescale": BridgescaleRecommender,
     "vpa": VpaRecommender,
     "krr": KrrRecommender,
     "autopilot-window": AutopilotWindowRecommender,
