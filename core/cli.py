@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import backtest, dev
+from bridgescale.commands import backtest, dev, traces
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     dev.register(commands)
     backtest.register(commands)
+    traces.register(commands)
     return parser
 
 

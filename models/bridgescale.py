@@ -66,10 +66,18 @@ class Tuning:
 DEFAULT_TUNING = {
     "cpu": Tuning(overrun_cost=30.0, down_threshold=0.15, hold_hours=6),
     "memory": Tuning(
-        overrun_cost=100.0, peak_guard_hours=72, daily_changes=5, budget_blocks_increases=False
+        overrun_cost=100.0,
+        peak_guard_hours=72,
+        up_headroom=1.1,
+        daily_changes=5,
+        budget_blocks_increases=False,
     ),
     "vram": Tuning(
-        overrun_cost=100.0, peak_guard_hours=72, daily_changes=5, budget_blocks_increases=False
+        overrun_cost=100.0,
+        peak_guard_hours=72,
+        up_headroom=1.1,
+        daily_changes=5,
+        budget_blocks_increases=False,
     ),
 }
 
@@ -114,18 +122,18 @@ class BridgescaleRecommender:
         judged = (time >= start) & (time < start + HOUR)
         if not judged.any():
             return
-        container, values = container[judged], values[judged]
-        forecast = state[f"{resource}_forecast"][container]
-        over = (values[:, None] > forecast).astype(float)
-        count = state[f"{resource}_cost"].shape[0]
-        flat = container[:, None] * CANDIDATES + np.arange(CANDIDATES)
-        overs = np.bincount(flat.ravel(), over.ravel(), count * CANDIDATES)
-        overs = overs.reshape(count, CANDIDATES)
+        order = np.argsort(container[judged], kind="stable")
+        container, values = container[judged][order], values[judged][order]
+        starts = np.flatnonzero(np.diff(container, prepend=-1))
+        owners = container[starts]
+        over = values[:, None] > state[f"{resource}_forecast"][container]
+        charge = np.zeros(state[f"{resource}_cost"].shape)
         if resource == "cpu":
-            seen = np.bincount(container, minlength=count)
-            charge = overs / np.maximum(seen, 1)[:, None]
+            seen = np.diff(np.append(starts, container.size))
+            overs = np.add.reduceat(over, starts, axis=0, dtype=np.int32)
+            charge[owners] = overs / seen[:, None]
         else:
-            charge = (overs > 0).astype(float)
+            charge[owners] = np.logical_or.reduceat(over, starts, axis=0)
         state[f"{resource}_cost"] += self.tuning[resource].overrun_cost * charge
 
     def recommend(self, state: FleetState, now: float) -> FleetRecommendations:
@@ -172,7 +180,8 @@ def _fold_hourly_peaks(
     ring = state[f"{resource}_ring"]
     last_hour = state[f"{resource}_hour"]
     hour = np.floor(time / HOUR).astype(np.int64)
-    for index in np.unique(container[hour > last_hour[container] + 1]):
+    previous = last_hour[container]
+    for index in np.unique(container[(previous >= 0) & (hour > previous + 1)]):
         newest = int(hour[container == index].max())
         _blank(ring, int(index), int(last_hour[index]), newest)
     slots = hour % WEEK_HOURS

@@ -49,12 +49,7 @@ def _window_quantile(hours: int, q: float) -> Callable[[FloatArray, int], FloatA
 def recent_quantile(ring: FloatArray, next_hour: int, hours: int, q: float) -> FloatArray:
     """The `q` quantile (lower order statistic) of the last `hours` peaks, ignoring NaN."""
     window = _recent(ring, next_hour, hours)
-    ordered = np.sort(np.where(np.isnan(window), np.inf, window), axis=1)
-    counts = np.isfinite(window).sum(axis=1)
-    index = np.clip(np.floor(q * (counts - 1)).astype(np.int64), 0, hours - 1)
-    value = ordered[np.arange(ring.shape[0]), index]
-    result: FloatArray = np.where(counts > 0, value, np.nan)
-    return result
+    return _sorted_quantile(np.sort(np.where(np.isnan(window), np.inf, window), axis=1), q)
 
 
 def _seasonal_max(days: int) -> Callable[[FloatArray, int], FloatArray]:
@@ -73,13 +68,36 @@ BASE_FORECASTS: dict[str, Callable[[FloatArray, int], FloatArray]] = {
     "same-hour-6d": _seasonal_max(6),
 }
 MARGINS = (1.0, 1.15, 1.3, 1.6)
+
+
+def _sorted_quantile(ordered: FloatArray, q: float) -> FloatArray:
+    counts = np.isfinite(ordered).sum(axis=1)
+    index = np.clip(np.floor(q * (counts - 1)).astype(np.int64), 0, ordered.shape[1] - 1)
+    value = ordered[np.arange(ordered.shape[0]), index]
+    result: FloatArray = np.where(counts > 0, value, np.nan)
+    return result
+
+
+# The same forecasts as BASE_FORECASTS, from the last day's slots gathered and sorted once.
+FAST: dict[Callable[[FloatArray, int], FloatArray], Callable[[dict[str, FloatArray]], FloatArray]]
+FAST = {
+    BASE_FORECASTS["max-3h"]: lambda s: _nan_reduce(np.nanmax, s["day"][:, -3:]),
+    BASE_FORECASTS["max-12h"]: lambda s: _nan_reduce(np.nanmax, s["day"][:, -12:]),
+    BASE_FORECASTS["max-24h"]: lambda s: _nan_reduce(np.nanmax, s["day"]),
+    BASE_FORECASTS["max-7d"]: lambda s: _nan_reduce(np.nanmax, s["ring"]),
+    BASE_FORECASTS["p50-24h"]: lambda s: _sorted_quantile(s["day_sorted"], 0.5),
+    BASE_FORECASTS["p75-24h"]: lambda s: _sorted_quantile(s["day_sorted"], 0.75),
+}
 CANDIDATE_NAMES = tuple(f"{name} x{margin}" for name in BASE_FORECASTS for margin in MARGINS)
 
 
 def forecast_all(ring: FloatArray, next_hour: int) -> FloatArray:
     """Every candidate's forecast, shape (containers, candidates); computed once per base."""
     columns: list[FloatArray] = []
+    day = _recent(ring, next_hour, 24)
+    day_sorted = np.sort(np.where(np.isnan(day), np.inf, day), axis=1)
+    shared = {"day": day, "day_sorted": day_sorted, "ring": ring}
     for forecast in BASE_FORECASTS.values():
-        base = forecast(ring, next_hour)
+        base = forecast(ring, next_hour) if forecast not in FAST else FAST[forecast](shared)
         columns.extend(base * margin for margin in MARGINS)
     return np.stack(columns, axis=1)
