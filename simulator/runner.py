@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from bridgescale import kube
+from bridgescale.localcluster.processes import ManagedProcess, ProcessSupervisor
 from bridgescale.simulator import dra
 from bridgescale.simulator.api import RawApi
 from bridgescale.simulator.kubelet import PodEvent, PodWorker
@@ -36,6 +37,7 @@ from bridgescale.simulator.settings import SimulatorSettings
 
 logger = logging.getLogger(__name__)
 
+SIMULATOR_PROCESS = "node-simulator"
 BOUND_PODS = "spec.nodeName!="
 WATCH_SECONDS = 300
 GONE = 410
@@ -48,6 +50,29 @@ def simulator_command(kubeconfig: Path, **flags: Any) -> list[str]:
     for name, value in flags.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
     return command
+
+
+class SimulatorNotReady(RuntimeError):
+    """The simulated nodes did not get Ready; the message names the simulator's log."""
+
+
+def start_simulator(
+    supervisor: ProcessSupervisor,
+    api: client.ApiClient,
+    kubeconfig: Path,
+    timeout: float = 60.0,
+    **flags: Any,
+) -> ManagedProcess:
+    """Start the simulator as the process `node-simulator` and return once its nodes are
+    Ready. `flags` are settings by name, as for `simulator_command`."""
+    names = [node.name for node in simulated_nodes(SimulatorSettings(**flags))]
+    process = supervisor.start(SIMULATOR_PROCESS, simulator_command(kubeconfig, **flags))
+    deadline = time.monotonic() + timeout
+    while not nodes_ready(api, names):
+        if time.monotonic() > deadline or not process.is_running():
+            raise SimulatorNotReady(f"the simulated nodes did not get Ready; see {process.log}")
+        time.sleep(0.5)
+    return process
 
 
 class Simulator:

@@ -4,7 +4,6 @@ state folder and on ports of its own, so that a developer's `bridgescale dev up`
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from kubernetes import client
 
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
-from bridgescale.simulator.runner import nodes_ready, simulator_command
+from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
 
 # Another checkout's tests on the same machine may use the default ports: set
 # BRIDGESCALE_TEST_PORT_BASE to run on others.
@@ -66,15 +65,10 @@ def api(local_cluster: LocalEnvironment) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def simulator(local_cluster: LocalEnvironment, api: client.ApiClient) -> Iterator[list[str]]:
     """The node simulator, started as `dev up` starts it; yields the names of its nodes."""
-    command = simulator_command(local_cluster.admin_kubeconfig, **SIMULATOR_SETTINGS)
-    process = local_cluster.supervisor.start("node-simulator", command)
-    deadline = time.monotonic() + 60
-    while not nodes_ready(api, SIMULATED_NODES):
-        if time.monotonic() > deadline or not process.is_running():
-            pytest.fail(f"the simulated nodes did not get Ready; see {process.log}")
-        time.sleep(0.5)
+    supervisor = local_cluster.supervisor
+    start_simulator(supervisor, api, local_cluster.admin_kubeconfig, **SIMULATOR_SETTINGS)
     yield SIMULATED_NODES
-    local_cluster.supervisor.stop("node-simulator")
+    supervisor.stop(SIMULATOR_PROCESS)
 
 
 @pytest.fixture
