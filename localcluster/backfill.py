@@ -167,11 +167,10 @@ def _devices(api: client.ApiClient, pod: Body) -> list[dra.AllocatedDevice]:
     for status in (pod.get("status") or {}).get("resource_claim_statuses") or []:
         if not status.get("resource_claim_name"):
             continue
-        claim = api.sanitize_for_serialization(
-            resource.read_namespaced_resource_claim(
-                status["resource_claim_name"], pod["metadata"]["namespace"]
-            )
+        claim = resource.read_namespaced_resource_claim(
+            status["resource_claim_name"], pod["metadata"]["namespace"]
         )
+        body: Body = api.sanitize_for_serialization(claim)  # type: ignore[no-untyped-call]
         devices += dra.allocated_devices(status["name"], body)
     return devices
 
