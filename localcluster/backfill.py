@@ -10,7 +10,7 @@ that live scraping will.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -176,15 +176,16 @@ def _devices(api: client.ApiClient, pod: Body) -> list[dra.AllocatedDevice]:
 
 
 def history_families(
-    histories: Iterable[ContainerHistory], times: FloatArray
+    histories: Iterable[ContainerHistory], times: FloatArray, target: Mapping[str, str]
 ) -> list[MetricFamily]:
-    """The exporters' series of every container at every instant, grouped by family."""
+    """The exporters' series of every container at every instant, grouped by family, with the
+    `target` labels (job, instance) that Prometheus adds to what it scrapes."""
     histories = list(histories)
     points: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
     for index, timestamp in enumerate(times):
         states = [history.at(index) for history in histories]
         for sample in metrics.series(states):
-            key = (sample.name, tuple(sorted(sample.labels.items())))
+            key = (sample.name, tuple(sorted({**sample.labels, **target}.items())))
             points.setdefault(key, []).append((float(timestamp), float(sample.value)))
     families: dict[str, MetricFamily] = {}
     for (name, labels), values in points.items():
@@ -195,13 +196,25 @@ def history_families(
     return list(families.values())
 
 
+# Two minutes apart, `rate(...[5m])` still sees two or three samples of history, and promtool
+# (which writes two-hour blocks, one by one) takes half as long as at one minute.
+HISTORY_STEP_SECONDS = 120.0
+
+
 def fleet_history(
-    api: client.ApiClient, namespaces: Sequence[str], start: float, end: float, step: float = 60.0
+    api: client.ApiClient,
+    namespaces: Sequence[str],
+    start: float,
+    end: float,
+    *,
+    target: Mapping[str, str],
+    step: float = HISTORY_STEP_SECONDS,
 ) -> list[MetricFamily]:
-    """Every exporter series of the running containers of `namespaces` over [start, end)."""
+    """Every exporter series of the running containers of `namespaces` over [start, end), as
+    Prometheus would have scraped them from `target` (its job and instance labels)."""
     times = np.arange(start, end, step, dtype=np.float64)
     histories = [
         replay(identity, annotations, times)
         for identity, annotations in running_containers(api, namespaces)
     ]
-    return history_families(histories, times)
+    return history_families(histories, times, target)

@@ -115,9 +115,11 @@ class LocalEnvironment:
                 shared_gpu_nodes=self.settings.shared_gpu_nodes,
                 metrics_port=self.settings.simulator_metrics_port,
             )
-        self.prometheus.register(
-            ScrapeTarget("node-simulator", f"127.0.0.1:{self.settings.simulator_metrics_port}")
-        )
+        self.prometheus.register(self._simulator_target)
+
+    @property
+    def _simulator_target(self) -> ScrapeTarget:
+        return ScrapeTarget("node-simulator", f"127.0.0.1:{self.settings.simulator_metrics_port}")
 
     def _create_fleet(self) -> None:
         self._progress(f"creating the demo fleet in the namespace {fleet.NAMESPACE}")
@@ -145,10 +147,13 @@ class LocalEnvironment:
 
     def _backfill(self) -> None:
         end = time.time()
-        start = end - self.settings.history_days * DAY
+        # An hour more than asked, so a range query of the last N days finds N full days.
+        start = end - self.settings.history_days * DAY - 3600
         self._progress(f"backfilling {self.settings.history_days:g} days of fleet history")
         with self.api_client() as api:
-            families = backfill.fleet_history(api, [fleet.NAMESPACE], start, end)
+            families = backfill.fleet_history(
+                api, [fleet.NAMESPACE], start, end, target=self._simulator_target.labels
+            )
         samples = self.prometheus.backfill(families)
         self._progress(f"backfilled {samples} samples")
 
