@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import backtest, demo, dev
+from bridgescale.commands import backtest, demo, dev, recommend, recommender
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     dev.register(commands)
     backtest.register(commands)
+    recommender.register(commands)
+    recommend.register(commands)
     return parser
 
 

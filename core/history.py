@@ -255,6 +255,16 @@ class History:
                 self._sleep(self.settings.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _check(self, prometheus: PrometheusConnect) -> None:
+        for attempt in range(self.settings.retries + 1):
+            try:
+                if prometheus.check_prometheus_connection():
+                    return
+            except requests.RequestException:
+                pass
+            self._sleep(self.settings.backoff_seconds * 2**attempt)
+        raise PrometheusUnavailable(f"{self.settings.url} does not answer")
+
     def namespace_usage(
         self, namespace: str, start: float, end: float, step_seconds: int
     ) -> NamespaceUsage:
@@ -263,7 +273,8 @@ class History:
         prometheus = self._connect()
         first = start + step_seconds  # each point covers the step before it
         usage = NamespaceUsage(namespace, start, end)
-        if first > end:
+        if first > end:  # no new step yet; still tell whether Prometheus answers
+            self._check(prometheus)
             return usage
         for resource, query in usage_queries(namespace, step_seconds).items():
             result = self._query_range(prometheus, query, first, end, step_seconds)

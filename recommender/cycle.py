@@ -11,8 +11,9 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridgescale.history import History, NamespaceUsage, PrometheusUnavailable
 from bridgescale.kube import KubeError, NotFound
@@ -42,10 +43,24 @@ from bridgescale.recommender.status import ContainerResult, cap
 logger = logging.getLogger(__name__)
 
 
-def workload_logger(workload: Workload) -> ObjectLogger:
+class WorkloadLogger(ObjectLogger):
+    """Lines carry namespace, kind and uid, and start with kind/name: `name` cannot travel as
+    a record field, since a LogRecord has its own `name` (the logger's)."""
+
+    label = ""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        msg, kwargs = super().process(msg, kwargs)
+        return f"{self.label}: {msg}", kwargs
+
+
+def workload_logger(workload: Workload) -> WorkloadLogger:
     ref = workload.ref
-    identity = {"namespace": ref.namespace, "kind": ref.kind, "name": ref.name, "uid": ref.uid}
-    return ObjectLogger(logger, identity)
+    adapter = WorkloadLogger(logger, {"namespace": ref.namespace, "kind": ref.kind, "uid": ref.uid})
+    adapter.label = f"{ref.kind}/{ref.name}"
+    return adapter
 
 
 def container_key(workload: Workload, container: str) -> ContainerKey:
@@ -87,23 +102,28 @@ class Engine:
         metrics: RecommenderMetrics,
         *,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         self.api = api
         self.history = history
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        self.read_only = read_only  # a report: log policy problems, record no Events
         self.fleet = Fleet(registry.create(settings.model))
         self.cursor: dict[str, float] = {}  # namespace: history read up to here
         self._restored: set[str] = set()
         self._reported: set[tuple[str, str]] = set()  # (uid, problem) already sent as Events
         self._last_checkpoint = clock()
         self.publisher = Publisher(api, metrics)
+        self.last_reads: list[NamespaceRead] = []
 
     # Reading -----------------------------------------------------------------------------
 
-    def read(self, now: float) -> list[NamespaceRead]:
-        namespaces = kube_workloads.opted_in_namespaces(self.api)
+    def read(self, now: float, namespaces: list[str] | None = None) -> list[NamespaceRead]:
+        """Discover and read the given namespaces, else the opted-in ones."""
+        if namespaces is None:
+            namespaces = kube_workloads.opted_in_namespaces(self.api)
         for gone in set(self.cursor) - set(namespaces):
             logger.info("namespace %s is no longer opted in", gone)
             del self.cursor[gone]
@@ -183,6 +203,8 @@ class Engine:
             if (workload.ref.uid, str(problem)) in self._reported:
                 continue
             workload_logger(workload).warning("%s", problem)
+            if self.read_only:
+                continue
             try:
                 kube_events.record_event(
                     self.api, workload.ref, reason="InvalidPolicy", message=str(problem)
@@ -263,15 +285,17 @@ class Engine:
 
     # The cycle ---------------------------------------------------------------------------
 
-    def run_cycle(self) -> CycleSummary:
+    def run_cycle(self, *, checkpoint: bool = False) -> CycleSummary:
+        """One cycle; checkpoints are saved when due, or now with `checkpoint`."""
         started = time.monotonic()
         now = self.clock()
         reads = self.read(now)
+        self.last_reads = reads
         results = self.recommend(reads, now)
         wall = dt.datetime.fromtimestamp(now, dt.UTC)
         for read in reads:
             self.publisher.publish(read, results[read.namespace], wall)
-        if now - self._last_checkpoint >= self.settings.checkpoint_interval_seconds:
+        if checkpoint or now - self._last_checkpoint >= self.settings.checkpoint_interval_seconds:
             self.save_checkpoints(reads)
         seconds = time.monotonic() - started
         self.metrics.cycle_duration.observe(seconds)

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bridgescale.kube import FIELD_MANAGER, api_errors, apply
+from bridgescale.kube import FIELD_MANAGER, NotFound, api_errors, apply
 from bridgescale.kube.recommendations import as_object
 from bridgescale.kube.workloads import WorkloadRef
 
@@ -62,6 +62,14 @@ def _checkpoint(obj: Mapping[str, Any]) -> Checkpoint:
 
 
 def list_checkpoints(api: client.ApiClient, namespace: str) -> list[Checkpoint]:
+    """The namespace's checkpoints; none where bridgescale's CRDs are not installed."""
+    try:
+        return _list_checkpoints(api, namespace)
+    except NotFound:
+        return []
+
+
+def _list_checkpoints(api: client.ApiClient, namespace: str) -> list[Checkpoint]:
     with api_errors():
         found = as_object(
             client.CustomObjectsApi(api).list_namespaced_custom_object(

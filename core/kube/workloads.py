@@ -59,6 +59,12 @@ def opted_in_namespaces(api: client.ApiClient) -> list[str]:
     return sorted(str(n.metadata.name) for n in found.items if n.metadata is not None)
 
 
+def all_namespaces(api: client.ApiClient) -> list[str]:
+    with api_errors():
+        found = client.CoreV1Api(api).list_namespace()
+    return sorted(str(n.metadata.name) for n in found.items if n.metadata is not None)
+
+
 def _plain(api: client.ApiClient, items: list[Any]) -> list[dict[str, Any]]:
     return [api.sanitize_for_serialization(item) for item in items]  # type: ignore[no-untyped-call]
 
