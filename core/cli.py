@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import backtest, demo, dev, traces
+from bridgescale.commands import backtest, demo, dev, recommend, recommender, traces
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(commands)
     backtest.register(commands)
     traces.register(commands)
+    recommender.register(commands)
+    recommend.register(commands)
     return parser
 
 

@@ -1,0 +1,290 @@
+"""The one layer of bridgescale that reads Prometheus (or Thanos, or Mimir: the same HTTP API).
+
+It asks for usage per namespace, a few queries per cycle whatever the number of containers,
+aggregated on the server (`rate`, `max_over_time`, subqueries) to one point per step per
+container, and returns plain data. Everything Prometheus can answer badly (NaN, infinities, empty
+results, points out of order) is cleaned here; a Prometheus that does not answer after the
+retries is `PrometheusUnavailable`, an expected outcome the caller turns into a condition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+UsageResource = Literal["cpu", "memory", "gpu-memory"]
+MIB = 1024**2
+
+
+class PrometheusUnavailable(Exception):
+    """Prometheus did not answer, or answered with an error, after every retry."""
+
+
+class PrometheusSettings(BaseSettings):
+    """Where Prometheus is and how to authenticate; env prefix `BRIDGESCALE_PROMETHEUS_`.
+
+    In-cluster Prometheus usually needs a bearer token (a service account token file) and the
+    cluster CA; Thanos and Mimir behind a gateway often use basic auth.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGESCALE_PROMETHEUS_", frozen=True)
+
+    url: str = Field(default="http://prometheus-operated.monitoring:9090", min_length=1)
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = Field(
+        default=None, description="read at each connection, so a rotated token is picked up"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed Prometheus")
+    insecure_skip_verify: bool = False
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    org_id: str | None = Field(default=None, description="X-Scope-OrgID header for Mimir")
+
+
+@dataclass(frozen=True)
+class ContainerSeries:
+    """Points of one resource for one container of one pod, in increasing time order."""
+
+    pod: str
+    container: str
+    resource: UsageResource
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class OomKill:
+    pod: str
+    container: str
+    time: float
+
+
+@dataclass(frozen=True)
+class NamespaceUsage:
+    """Usage of every container of a namespace over [start, end)."""
+
+    namespace: str
+    start: float
+    end: float
+    series: list[ContainerSeries] = field(default_factory=list)
+    oom_kills: list[OomKill] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return sum(len(s.times) for s in self.series)
+
+
+def escape_label_value(value: str) -> str:
+    """A label value as a PromQL double-quoted string literal's content."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _selector(namespace: str, extra: str = "") -> str:
+    matchers = f'namespace="{escape_label_value(namespace)}",container!="",container!="POD"'
+    return "{" + matchers + extra + "}"
+
+
+BY = "by (namespace, pod, container)"
+
+
+def usage_queries(namespace: str, step_seconds: int) -> dict[UsageResource, str]:
+    """One query per resource for a whole namespace, one point per container per step.
+
+    cpu: mean cores over the step (rate handles counter resets); memory: the peak working set of
+    the step; GPU memory: the peak framebuffer use of the step, summed over a container's GPUs
+    and turned from MiB into bytes.
+    """
+    window = f"[{step_seconds}s]"
+    selector = _selector(namespace)
+    return {
+        "cpu": f"sum {BY} (rate(container_cpu_usage_seconds_total{selector}{window}))",
+        "memory": f"max {BY} (max_over_time(container_memory_working_set_bytes{selector}{window}))",
+        "gpu-memory": (f"sum {BY} (max_over_time(DCGM_FI_DEV_FB_USED{selector}{window})) * {MIB}"),
+    }
+
+
+def oom_query(namespace: str, step_seconds: int) -> str:
+    """1 for each step in which a container was OOM-killed, per cAdvisor or kube-state-metrics.
+
+    kube-state-metrics only says why the *last* termination happened, so a restart in the step
+    (a subquery over the restart counter) is what dates an OOMKilled reason.
+    """
+    window = f"[{step_seconds}s]"
+    selector = _selector(namespace)
+    oom_reason = _selector(namespace, ',reason="OOMKilled"')
+    cadvisor = f"max {BY} (increase(container_oom_events_total{selector}{window}) > 0)"
+    restarted = (
+        f"max {BY} (max_over_time((delta(kube_pod_container_status_restarts_total{selector}[2m])"
+        f" > 0)[{step_seconds}s:1m]))"
+    )
+    last_reason = f"max {BY} (kube_pod_container_status_last_terminated_reason{oom_reason})"
+    return f"({cadvisor}) or (({restarted}) and on (namespace, pod, container) ({last_reason}))"
+
+
+def parse_point(value: Any) -> float:
+    """A sample value as Prometheus sends it (a string, possibly "NaN", "+Inf" or "-Inf")."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Time-ordered finite points from `[[time, "value"], ...]`: NaN and infinities dropped, and
+    of two points at the same time the later one in the answer kept."""
+    by_time: dict[float, float] = {}
+    for point in raw:
+        if len(point) != 2:
+            continue
+        stamp, value = parse_point(point[0]), parse_point(point[1])
+        if math.isfinite(stamp) and math.isfinite(value):
+            by_time[stamp] = value
+    ordered = sorted(by_time.items())
+    return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
+
+
+def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
+    """Series of a range query's `result`; malformed entries and empty series are left out."""
+    series = []
+    for entry in result if isinstance(result, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        labels, values = entry.get("metric"), entry.get("values")
+        if not isinstance(labels, Mapping) or not isinstance(values, list):
+            continue
+        pod, container = labels.get("pod"), labels.get("container")
+        if not isinstance(pod, str) or not isinstance(container, str):
+            continue
+        times, points = clean_points(values)
+        if resource == "cpu":  # a rate is never negative; drop what a store got wrong
+            kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
+            times, points = tuple(t for t, _ in kept), tuple(v for _, v in kept)
+        if times:
+            series.append(ContainerSeries(pod, container, resource, times, points))
+    return series
+
+
+def parse_oom_kills(result: Any) -> list[OomKill]:
+    kills = []
+    for series in parse_matrix(result, "memory"):
+        kills += [
+            OomKill(series.pod, series.container, t)
+            for t, v in zip(series.times, series.values, strict=True)
+            if v > 0
+        ]
+    return kills
+
+
+def _session(settings: PrometheusSettings) -> requests.Session:
+    session = requests.Session()
+    if settings.insecure_skip_verify:
+        session.verify = False
+    elif settings.ca_file is not None:
+        session.verify = str(settings.ca_file)
+    return session
+
+
+def _headers(settings: PrometheusSettings) -> dict[str, str]:
+    headers = {}
+    token = settings.bearer_token.get_secret_value() if settings.bearer_token else None
+    if settings.bearer_token_file is not None:
+        token = settings.bearer_token_file.read_text().strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if settings.org_id:
+        headers["X-Scope-OrgID"] = settings.org_id
+    return headers
+
+
+class History:
+    """Usage history from Prometheus, through prometheus-api-client."""
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+
+    def _connect(self) -> PrometheusConnect:
+        settings = self.settings
+        auth = None
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            auth = (settings.username, password)
+        return PrometheusConnect(
+            url=settings.url.rstrip("/"),
+            headers=_headers(settings),
+            auth=auth,
+            session=_session(settings),
+            # Retries are ours (below), with backoff over the whole query, not per connection.
+            retry=requests.adapters.Retry(total=0),
+            timeout=settings.timeout_seconds,
+        )
+
+    def _query_range(
+        self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
+    ) -> Any:
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            try:
+                return prometheus.custom_query_range(
+                    query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
+                )
+            except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
+                if attempt + 1 == attempts:
+                    raise PrometheusUnavailable(
+                        f"{self.settings.url} did not answer after {attempts} attempts: {error}"
+                    ) from error
+                self._sleep(self.settings.backoff_seconds * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check(self, prometheus: PrometheusConnect) -> None:
+        for attempt in range(self.settings.retries + 1):
+            try:
+                if prometheus.check_prometheus_connection():
+                    return
+            except requests.RequestException:
+                pass
+            self._sleep(self.settings.backoff_seconds * 2**attempt)
+        raise PrometheusUnavailable(f"{self.settings.url} does not answer")
+
+    def namespace_usage(
+        self, namespace: str, start: float, end: float, step_seconds: int
+    ) -> NamespaceUsage:
+        """Usage of the namespace's containers, one point per step, for steps ending in
+        (start, end]: the caller passes the previous `end` as the next `start`."""
+        prometheus = self._connect()
+        first = start + step_seconds  # each point covers the step before it
+        usage = NamespaceUsage(namespace, start, end)
+        if first > end:  # no new step yet; still tell whether Prometheus answers
+            self._check(prometheus)
+            return usage
+        for resource, query in usage_queries(namespace, step_seconds).items():
+            result = self._query_range(prometheus, query, first, end, step_seconds)
+            usage.series.extend(parse_matrix(result, resource))
+        result = self._query_range(
+            prometheus, oom_query(namespace, step_seconds), first, end, step_seconds
+        )
+        usage.oom_kills.extend(parse_oom_kills(result))
+        return usage
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)

@@ -1,0 +1,223 @@
+"""The model's state for every tracked container, one row each, and what goes in and out of it.
+
+Samples of all pods of a workload's container feed one row, as the VPA aggregates them. The
+model is built to decide once an hour (its costs decay and its change budget count per call):
+the first cycle of each hour commits a decision; the cycles in between ask the model on a copy
+of the state, so new samples and OOM kills still show at once without spending the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bridgescale.models import checkpoint
+from bridgescale.models.base import HOUR, OomEvents, Reason, Recommender, SampleBatch
+from bridgescale.models.base import REASON_TEXT as MODEL_REASONS
+from bridgescale.quantity import MiB, Resource
+
+MODEL_RESOURCE: dict[Resource, str] = {"cpu": "cpu", "memory": "memory", "gpu-memory": "vram"}
+OOM_BUMP_RATIO = 1.2  # after an OOM kill, memory goes this far over the limit that was hit...
+OOM_MIN_BUMP = 100 * MiB  # ...and at least this much
+OOM_HOLD = 72 * HOUR  # the floor holds as long as the model's own memory peak guard
+FULL_CONFIDENCE_SPAN = 7 * 24 * HOUR
+
+
+@dataclass(frozen=True, order=True)
+class ContainerKey:
+    namespace: str
+    kind: str
+    workload: str
+    container: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Points of one resource of one container (any of its workload's pods)."""
+
+    key: ContainerKey
+    resource: Resource
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class OomKill:
+    key: ContainerKey
+    time: float
+    memory_limit: float  # bytes: the limit that was hit (or the peak seen, without a limit)
+
+
+@dataclass(frozen=True)
+class ModelRecommendation:
+    """What the model says for one container: amounts per resource, or why none."""
+
+    target: dict[Resource, float] = field(default_factory=dict)
+    lower_bound: dict[Resource, float] = field(default_factory=dict)
+    upper_bound: dict[Resource, float] = field(default_factory=dict)
+    missing: dict[Resource, str] = field(default_factory=dict)
+    confidence: float = 0.0
+
+
+def oom_floor(memory_limit: float) -> float:
+    return max(memory_limit * OOM_BUMP_RATIO, memory_limit + OOM_MIN_BUMP)
+
+
+class Fleet:
+    def __init__(self, model: Recommender) -> None:
+        self.model = model
+        self.rows: dict[ContainerKey, int] = {}
+        self.state = model.new_state(0)
+        self.history_end = np.zeros(0)
+        self.oom_floor = np.zeros(0)
+        self.oom_time = np.zeros(0)
+        self._committed_hour = -1
+
+    def row(self, key: ContainerKey) -> int:
+        """The row of `key`, added (having seen nothing) if new."""
+        if key not in self.rows:
+            self._append(key, self.model.new_state(1), 0.0, 0.0, 0.0)
+        return self.rows[key]
+
+    def _append(
+        self, key: ContainerKey, state: Mapping[str, Any], end: float, floor: float, when: float
+    ) -> None:
+        for name, array in state.items():
+            self.state[name] = np.concatenate([self.state[name], array])
+        self.history_end = np.append(self.history_end, end)
+        self.oom_floor = np.append(self.oom_floor, floor)
+        self.oom_time = np.append(self.oom_time, when)
+        self.rows[key] = len(self.rows)
+
+    def restore(
+        self,
+        key: ContainerKey,
+        saved: Mapping[str, Any],
+        *,
+        history_end: float,
+        floor: float = 0.0,
+        floor_time: float = 0.0,
+    ) -> None:
+        """Add `key` with a checkpointed state; raises ValueError if it does not fit the model."""
+        if key in self.rows:
+            return
+        state = checkpoint.load(self.model.new_state(1), [saved])
+        self._append(key, state, history_end, floor, floor_time)
+
+    def save(self, key: ContainerKey) -> dict[str, Any]:
+        return checkpoint.save(self.state, self.rows[key])
+
+    def observe(self, usage: Iterable[Usage], oom_kills: Iterable[OomKill], end: float) -> int:
+        """Fold new points (those after each row's history end) and OOM kills into the model;
+        every row of `usage` and `oom_kills` is then read up to `end`. The points folded."""
+        rows, times, resources, values = [], [], [], []
+        for series in usage:
+            row = self.row(series.key)
+            for time, value in zip(series.times, series.values, strict=True):
+                if time > self.history_end[row]:
+                    rows.append(row)
+                    times.append(time)
+                    resources.append(series.resource)
+                    values.append(value)
+        kills = [k for k in oom_kills if k.time > self.history_end[self.row(k.key)]]
+        for kill in kills:
+            # The kill is a memory peak above the limit: the model sees it as one.
+            rows.append(self.rows[kill.key])
+            times.append(kill.time)
+            resources.append("memory")
+            values.append(oom_floor(kill.memory_limit))
+            self._raise_floor(self.rows[kill.key], oom_floor(kill.memory_limit), kill.time)
+        if rows:
+            ooms = _ooms([self.rows[k.key] for k in kills], kills)
+            self.model.observe(self.state, _batch(rows, times, resources, values), ooms)
+        for row in set(rows):
+            self.history_end[row] = max(self.history_end[row], end)
+        return len(times) - len(kills)
+
+    def advance(self, keys: Iterable[ContainerKey], end: float) -> None:
+        """Mark `keys` as read up to `end` (no points came for them)."""
+        for key in keys:
+            row = self.row(key)
+            self.history_end[row] = max(self.history_end[row], end)
+
+    def _raise_floor(self, row: int, floor: float, time: float) -> None:
+        if floor >= self.oom_floor[row] or time - self.oom_time[row] > OOM_HOLD:
+            self.oom_floor[row] = floor
+            self.oom_time[row] = max(time, self.oom_time[row])
+
+    def recommend(self, now: float) -> dict[ContainerKey, ModelRecommendation]:
+        hour = math.floor(now / HOUR)
+        if hour > self._committed_hour:
+            raw = self.model.recommend(self.state, now)
+            self._committed_hour = hour
+        else:
+            raw = self.model.recommend({k: v.copy() for k, v in self.state.items()}, now)
+        return {key: self._container(raw, row, now) for key, row in self.rows.items()}
+
+    def _container(self, raw: Mapping[str, Any], row: int, now: float) -> ModelRecommendation:
+        result = ModelRecommendation()
+        spans = []
+        for resource, model_resource in MODEL_RESOURCE.items():
+            found = raw.get(model_resource)
+            if found is None or int(found.reason[row]) != Reason.NONE:
+                reason = Reason(int(found.reason[row])) if found is not None else Reason.NO_SAMPLES
+                result.missing[resource] = MODEL_REASONS[reason]
+                continue
+            result.target[resource] = float(found.target[row])
+            result.lower_bound[resource] = float(found.lower_bound[row])
+            result.upper_bound[resource] = float(found.upper_bound[row])
+            spans.append(self._span(model_resource, row))
+        self._apply_oom_floor(result, row, now)
+        confidence = min(spans) / FULL_CONFIDENCE_SPAN if spans else 0.0
+        return ModelRecommendation(
+            result.target,
+            result.lower_bound,
+            result.upper_bound,
+            result.missing,
+            min(max(confidence, 0.0), 1.0),
+        )
+
+    def _span(self, model_resource: str, row: int) -> float:
+        first = self.state.get(f"{model_resource}_first")
+        last = self.state.get(f"{model_resource}_last")
+        if first is None or last is None:
+            return 0.0
+        span = float(last[row] - first[row])
+        return span if math.isfinite(span) else 0.0
+
+    def _apply_oom_floor(self, result: ModelRecommendation, row: int, now: float) -> None:
+        """After an OOM kill memory goes above the level that was hit, at once, model or not."""
+        floor = float(self.oom_floor[row])
+        if floor <= 0 or now - self.oom_time[row] > OOM_HOLD:
+            return
+        result.missing.pop("memory", None)
+        for bound in (result.target, result.lower_bound, result.upper_bound):
+            bound["memory"] = max(bound.get("memory", 0.0), floor)
+
+
+def _batch(
+    rows: list[int], times: list[float], resources: list[Resource], values: list[float]
+) -> SampleBatch:
+    container = np.array(rows, np.int64)
+    timestamp = np.array(times, np.float64)
+    order = np.lexsort((timestamp, container))  # time order within each container
+    usage = {}
+    kinds = np.array(resources)
+    for resource, model_resource in MODEL_RESOURCE.items():
+        column = np.where(kinds == resource, np.array(values, np.float64), np.nan)
+        usage[model_resource] = column[order]
+    return SampleBatch(container[order], timestamp[order], usage)
+
+
+def _ooms(rows: list[int], kills: list[OomKill]) -> OomEvents:
+    if not kills:
+        return OomEvents.none()
+    return OomEvents(
+        np.array(rows, np.int64),
+        np.array([k.time for k in kills]),
+        np.array([k.memory_limit for k in kills]),
+    )

@@ -1,0 +1,116 @@
+"""Publishing one namespace's results: ResourceRecommendation status, VPA status, metrics.
+
+Writes carry the resourceVersion they were computed from; on a conflict the object is read
+again and the status recomputed once. A namespace whose history could not be read keeps every
+published recommendation and only gets the `PrometheusUnavailable` condition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bridgescale.kube import Conflict, KubeError, NotFound
+from bridgescale.kube import recommendations as kube_recommendations
+from bridgescale.kube.recommendations import PublishedRecommendation, VpaObject
+from bridgescale.kube.workloads import ApiClient, Workload
+from bridgescale.recommender.metrics import RecommenderMetrics
+from bridgescale.recommender.status import (
+    ContainerResult,
+    recommendation_status,
+    unavailable_status,
+    vpa_status,
+)
+
+if TYPE_CHECKING:
+    from bridgescale.recommender.cycle import NamespaceRead, WorkloadResult
+
+logger = logging.getLogger(__name__)
+RECOMMENDER_NAME = "bridgescale"
+
+StatusOf = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class Publisher:
+    def __init__(self, api: ApiClient, metrics: RecommenderMetrics) -> None:
+        self.api = api
+        self.metrics = metrics
+
+    def publish(self, read: NamespaceRead, results: list[WorkloadResult], now: dt.datetime) -> None:
+        existing = {
+            r.name: r for r in kube_recommendations.list_recommendations(self.api, read.namespace)
+        }
+        vpas = kube_recommendations.list_vpas(self.api, read.namespace)
+        for result in results:
+            status_of = self._status_of(read, result, now)
+            self._publish_workload(
+                result.workload, existing.get(result.workload.ref.name), status_of
+            )
+            if read.history_error is None:
+                self._publish_vpas(result, vpas, now)
+        if read.history_error is None:
+            self.metrics.publish(read.namespace, [pair for r in results for pair in r.containers])
+
+    @staticmethod
+    def _status_of(read: NamespaceRead, result: WorkloadResult, now: dt.datetime) -> StatusOf:
+        if read.history_error is not None:
+            error = read.history_error
+            return lambda previous: unavailable_status(previous, error, now)
+        containers = [c for _, c in result.containers]
+        return lambda previous: recommendation_status(containers, previous, now)
+
+    def _publish_workload(
+        self,
+        workload: Workload,
+        current: PublishedRecommendation | None,
+        status_of: StatusOf,
+    ) -> None:
+        try:
+            if current is None:
+                current = kube_recommendations.ensure_recommendation(self.api, workload.ref)
+            try:
+                kube_recommendations.write_recommendation_status(
+                    self.api, current, status_of(current.status)
+                )
+            except Conflict:
+                again = kube_recommendations.read_recommendation(
+                    self.api, workload.ref.namespace, workload.ref.name
+                )
+                if again is not None:
+                    kube_recommendations.write_recommendation_status(
+                        self.api, again, status_of(again.status)
+                    )
+        except NotFound:  # the workload went while we worked
+            return
+        except KubeError as error:
+            self.metrics.errors.labels("kubernetes").inc()
+            logger.warning(
+                "recommendation for %s/%s not published: %s",
+                workload.ref.namespace,
+                workload.ref.name,
+                error,
+            )
+
+    def _publish_vpas(
+        self, result: WorkloadResult, vpas: list[VpaObject], now: dt.datetime
+    ) -> None:
+        ref = result.workload.ref
+        containers: list[ContainerResult] = [c for _, c in result.containers]
+        for vpa in vpas:
+            named = vpa.recommenders == (RECOMMENDER_NAME,)
+            if not named or (vpa.target_ref.get("kind"), vpa.target_ref.get("name")) != (
+                ref.kind,
+                ref.name,
+            ):
+                continue
+            try:
+                kube_recommendations.write_vpa_status(
+                    self.api, vpa, vpa_status(containers, vpa.status, now)
+                )
+            except (Conflict, NotFound):
+                continue  # changed or gone since listed: the next cycle writes it
+            except KubeError as error:
+                self.metrics.errors.labels("kubernetes").inc()
+                logger.warning("VPA %s/%s not updated: %s", vpa.namespace, vpa.name, error)

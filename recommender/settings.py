@@ -1,0 +1,35 @@
+"""Settings of `bridgescale recommender` and `bridgescale recommend`: flags over environment
+(prefix `BRIDGESCALE_RECOMMENDER_`) over defaults; read once at start and passed in."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RecommenderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRIDGESCALE_RECOMMENDER_", frozen=True)
+
+    interval_seconds: int = Field(default=60, ge=5, le=3600, description="between two cycles")
+    step_seconds: int = Field(
+        default=300, ge=15, le=3600, description="resolution of the usage read from Prometheus"
+    )
+    initial_history_hours: float = Field(
+        default=168.0,
+        gt=0,
+        le=24 * 30,
+        description="history read for a namespace seen for the first time (one week)",
+    )
+    checkpoint_interval_seconds: int = Field(default=600, ge=10, le=86400)
+    model: str = Field(default="bridgescale", description="recommender from the models registry")
+    kubeconfig: Path | None = Field(default=None, description="else in-cluster or $KUBECONFIG")
+    host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    leader_election: bool = True
+    lease_namespace: str = "bridgescale-system"
+    lease_name: str = "bridgescale-recommender"
+    lease_duration_seconds: int = Field(default=30, ge=5, le=600)
+    identity: str = Field(default_factory=socket.gethostname, min_length=1)

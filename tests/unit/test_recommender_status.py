@@ -1,0 +1,76 @@
+"""Publishing logic: capping by policy, conditions that do not flap, an outage that keeps the
+last good recommendations, and pod names from history mapped to their workloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bridgescale.kube.workloads import ContainerSpec, Workload, WorkloadRef
+from bridgescale.policy import WorkloadPolicy
+from bridgescale.recommender.discovery import PodOwners
+from bridgescale.recommender.fleet import ModelRecommendation
+from bridgescale.recommender.status import cap, recommendation_status, unavailable_status
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+GIB = 1024**3
+
+
+def _found() -> ModelRecommendation:
+    return ModelRecommendation(
+        target={"cpu": 2.0, "memory": 3 * GIB, "gpu-memory": 4 * GIB},
+        lower_bound={"cpu": 1.0, "memory": 2 * GIB, "gpu-memory": 3 * GIB},
+        upper_bound={"cpu": 3.0, "memory": 4 * GIB, "gpu-memory": 5 * GIB},
+        confidence=0.5,
+    )
+
+
+def test_cap_clamps_keeps_bounds_ordered_and_gpu_memory_only_with_a_claim() -> None:
+    policy = WorkloadPolicy(max_allowed={"cpu": 1.5})
+    result = cap("router", "bridgescale", _found(), policy, has_gpu_claim=False)
+    assert result.target["cpu"] == 1.5
+    assert result.uncapped_target["cpu"] == 2.0
+    assert result.lower_bound["cpu"] <= result.target["cpu"] <= result.upper_bound["cpu"]
+    assert "gpu-memory" not in result.target
+    with_claim = cap("decimator", "bridgescale", _found(), policy, has_gpu_claim=True)
+    assert with_claim.target["gpu-memory"] == 4 * GIB
+
+
+def test_an_outage_keeps_recommendations_and_only_sets_its_condition() -> None:
+    result = cap("router", "bridgescale", _found(), WorkloadPolicy(), has_gpu_claim=False)
+    good = recommendation_status([result], {}, NOW)
+    later = NOW + dt.timedelta(minutes=5)
+    down = unavailable_status(good, "connection refused", later)
+    assert down["containerRecommendations"] == good["containerRecommendations"]
+    assert down["lastUpdateTime"] == good["lastUpdateTime"]
+    conditions = {c["type"]: c for c in down["conditions"]}
+    assert conditions["PrometheusUnavailable"]["status"] == "True"
+    assert (
+        conditions["RecommendationProvided"]
+        == {c["type"]: c for c in good["conditions"]}["RecommendationProvided"]
+    )
+    again = recommendation_status([result], down, later + dt.timedelta(minutes=5))
+    provided = {c["type"]: c for c in again["conditions"]}["RecommendationProvided"]
+    assert provided["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_past_pods_map_to_their_workloads_by_name() -> None:
+    def workload(kind: str, name: str, pods: tuple[str, ...] = ()) -> Workload:
+        return Workload(
+            WorkloadRef("ns", kind, name, "apps/v1", f"uid-{name}"),
+            {},
+            (ContainerSpec("c"),),
+            pods,
+        )
+
+    owners = PodOwners(
+        [
+            workload("Deployment", "router"),
+            workload("StatefulSet", "db"),
+            workload("Pod", "x", ("x",)),
+        ]
+    )
+    assert owners.workload_of("router-6d8f9c7b5-x2k4q").ref.name == "router"
+    assert owners.workload_of("db-12").ref.name == "db"
+    assert owners.workload_of("x").ref.kind == "Pod"
+    assert owners.workload_of("router") is None
+    assert owners.workload_of("other-6d8f9c7b5-x2k4q") is None
