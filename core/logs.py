@@ -8,11 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
-IDENTITY_FIELDS = ("namespace", "kind", "name", "uid", "container")
+# The object a line is about travels in one record attribute: a LogRecord has a `name` of its
+# own (the logger's), so the object's name cannot be a record field of that name.
+OBJECT = "k8s_object"
+
+
+def _identity(record: logging.LogRecord) -> dict[str, str]:
+    identity: dict[str, str] = getattr(record, OBJECT, {})
+    return identity
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,10 +29,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **_identity(record),
         }
-        for field in IDENTITY_FIELDS:
-            if hasattr(record, field):
-                line[field] = getattr(record, field)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -33,12 +38,11 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        identity = [str(getattr(record, f)) for f in ("namespace", "name") if hasattr(record, f)]
-        prefix = f"[{'/'.join(identity)}] " if identity else ""
-        record.message = record.getMessage()
-        text = (
-            f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {prefix}{record.message}"
-        )
+        identity = _identity(record)
+        path = "/".join(identity[k] for k in ("namespace", "kind", "name") if k in identity)
+        prefix = f"[{path}] " if path else ""
+        when = self.formatTime(record, "%H:%M:%S")
+        text = f"{when} {record.levelname:<7} {prefix}{record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -57,13 +61,16 @@ def configure(level: str = "INFO", fmt: LogFormat = "text") -> None:
 
 
 class ObjectLogger(logging.LoggerAdapter[logging.Logger]):
-    """A logger whose lines carry the identity of one Kubernetes object."""
+    """A logger whose lines carry the identity of one Kubernetes object: its namespace, kind,
+    name and uid (and a container, where the line is about one)."""
 
-    def __init__(self, logger: logging.Logger, identity: Mapping[str, str]) -> None:
-        super().__init__(logger, dict(identity))
+    def __init__(self, logger: logging.Logger, **identity: str | None) -> None:
+        self.identity = {key: value for key, value in identity.items() if value}
+        super().__init__(logger, {OBJECT: self.identity})
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        extra = dict(kwargs.get("extra") or {})
+        kwargs["extra"] = {**extra, OBJECT: {**self.identity, **extra.get(OBJECT, {})}}
         return msg, kwargs

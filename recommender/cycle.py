@@ -11,9 +11,8 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bridgescale.history import History, NamespaceUsage, PrometheusUnavailable
 from bridgescale.kube import KubeError, NotFound
@@ -43,24 +42,9 @@ from bridgescale.recommender.status import ContainerResult, cap
 logger = logging.getLogger(__name__)
 
 
-class WorkloadLogger(ObjectLogger):
-    """Lines carry namespace, kind and uid, and start with kind/name: `name` cannot travel as
-    a record field, since a LogRecord has its own `name` (the logger's)."""
-
-    label = ""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        msg, kwargs = super().process(msg, kwargs)
-        return f"{self.label}: {msg}", kwargs
-
-
-def workload_logger(workload: Workload) -> WorkloadLogger:
+def workload_logger(workload: Workload) -> ObjectLogger:
     ref = workload.ref
-    adapter = WorkloadLogger(logger, {"namespace": ref.namespace, "kind": ref.kind, "uid": ref.uid})
-    adapter.label = f"{ref.kind}/{ref.name}"
-    return adapter
+    return ObjectLogger(logger, namespace=ref.namespace, kind=ref.kind, name=ref.name, uid=ref.uid)
 
 
 def container_key(workload: Workload, container: str) -> ContainerKey:

@@ -14,11 +14,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from bridgescale import kube
+from bridgescale.logs import ObjectLogger
 from bridgescale.simulator import dra
 from bridgescale.simulator.admission import (
     DEFERRED,
@@ -45,19 +46,11 @@ KILLED_EXIT_CODE = 137
 TimerKind = Literal["retry", "actuate", "start", "usage"]
 
 
-class PodLogger(logging.LoggerAdapter[logging.Logger]):
-    """Lines about one pod: its namespace/name first, its identity in the record."""
-
-    def __init__(self, base: logging.Logger, record: PodRecord) -> None:
-        # `name` is taken by the log record itself; the pod's name goes in the message.
-        super().__init__(base, {"namespace": record.namespace, "kind": "Pod", "uid": record.uid})
-        self._prefix = f"pod {record.namespace}/{record.name}: "
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return self._prefix + str(msg), kwargs
+def pod_logger(record: PodRecord) -> ObjectLogger:
+    """Lines about one pod, carrying its identity."""
+    return ObjectLogger(
+        logger, namespace=record.namespace, kind="Pod", name=record.name, uid=record.uid
+    )
 
 
 @dataclass(frozen=True)
@@ -415,8 +408,8 @@ class PodWorker:
         except kube.NotFound:
             self._log(record).debug("gone before its status was written")
 
-    def _log(self, record: PodRecord) -> PodLogger:
-        return PodLogger(logger, record)
+    def _log(self, record: PodRecord) -> ObjectLogger:
+        return pod_logger(record)
 
     def snapshot(self) -> Iterator[PodRecord]:
         """The running pods, for a reader holding `lock`."""
