@@ -20,7 +20,7 @@ from bridgescale.localcluster.build import BuildError, BuildResult, ControlPlane
 from bridgescale.localcluster.controlplane import COMPONENTS, ControlPlane, ControlPlaneError
 from bridgescale.localcluster.processes import ProcessSupervisor
 from bridgescale.localcluster.prometheus import PrometheusError, PrometheusServer, ScrapeTarget
-from bridgescale.localcluster.settings import LocalClusterSettings
+from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 from bridgescale.simulator.runner import SIMULATOR_PROCESS, SimulatorNotReady, start_simulator
 
 ENV_FILE = "env"
@@ -88,6 +88,7 @@ class LocalEnvironment:
         self._progress("starting etcd and the control plane")
         self.control_plane.start()
         self._progress(f"API server ready at {self.control_plane.server}")
+        self._install_crds()
         if self.settings.simulator:
             self._start_simulator()
         if self.settings.fleet:
@@ -97,8 +98,17 @@ class LocalEnvironment:
             {
                 "KUBECONFIG": str(self.admin_kubeconfig.resolve()),
                 "PROMETHEUS_URL": self.prometheus.url,
+                # What bridgescale's own commands read, so that sourcing this file is enough.
+                "BRIDGESCALE_PROMETHEUS_URL": self.prometheus.url,
             }
         )
+
+    def _install_crds(self) -> None:
+        """bridgescale's own CustomResourceDefinitions, so its services can run right away."""
+        crds = sorted((find_project_root() / "deploy" / "crds").glob("*.yaml"))
+        if crds:
+            with self.api_client() as api:
+                kube.apply(api, kube.load_manifests(*crds))
 
     def _start_simulator(self) -> None:
         if self.supervisor.find(SIMULATOR_PROCESS):
