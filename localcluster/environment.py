@@ -105,7 +105,8 @@ class LocalEnvironment:
 
     def _install_crds(self) -> None:
         """bridgescale's own CustomResourceDefinitions, so its services can run right away."""
-        crds = sorted((find_project_root() / "deploy" / "crds").glob("*.yaml"))
+        root = find_project_root(Path(__file__).resolve().parent)
+        crds = sorted((root / "deploy" / "crds").glob("*.yaml"))
         if crds:
             with self.api_client() as api:
                 kube.apply(api, kube.load_manifests(*crds))
