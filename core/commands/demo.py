@@ -1,19 +1,22 @@
 """`bridgescale demo`: the product at work on the local cluster.
 
-For now it brings the local environment up and shows the cluster it runs on; the demo fleet,
-the recommender and the updater join it as they land.
+It brings the local environment up (the control plane, simulated nodes, the demo fleet of
+bridges with a week of history in Prometheus), runs one recommender cycle, which publishes a
+ResourceRecommendation per workload, and shows the advice next to what each container has now.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from typing import Any
 
-from kubernetes import client
 from rich.console import Console
-from rich.table import Table
 
 from bridgescale.localcluster.environment import STARTUP_ERRORS, LocalEnvironment
+from bridgescale.localcluster.fleet import NAMESPACE
 from bridgescale.localcluster.settings import LocalClusterSettings
 
 console = Console()
@@ -26,27 +29,35 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=_demo)
 
 
+def _bridgescale(environment: LocalEnvironment, *arguments: str) -> int:
+    """Run a bridgescale command against the local environment, as a user would."""
+    env = dict(os.environ)
+    for line in environment.env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value
+    command = [sys.executable, "-m", "bridgescale", *arguments]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
 def _demo(arguments: argparse.Namespace) -> int:
     environment = LocalEnvironment(LocalClusterSettings(), progress=console.print)
+    console.rule("1. the local cluster: real control plane, simulated nodes, a fleet of bridges")
     try:
         environment.up()
     except STARTUP_ERRORS as error:
-        console.print(f"[red]the local cluster did not start:[/red] {error}")
+        console.print(f"[red]the local environment did not start:[/red] {error}")
         return 1
-    with environment.api_client() as api:
-        version = client.VersionApi(api).get_code()
-        nodes = client.CoreV1Api(api).list_node().items
+    console.rule("2. one recommender cycle: a week of history in, recommendations published")
+    if _bridgescale(environment, "recommender", "--once", "--no-leader-election") != 0:
+        console.print("[red]the recommender cycle failed; see the lines above[/red]")
+        return 1
+    console.rule(f"3. what each container of `{NAMESPACE}` has now, and what it should have")
+    if _bridgescale(environment, "recommend", "--namespace", NAMESPACE) != 0:
+        return 1
     console.print(
-        f"Kubernetes API server {version.git_version} at {environment.control_plane.server}"
+        f"\nThe recommendations are objects in the cluster:\n"
+        f"  set -a; . {environment.env_file}; set +a\n"
+        f"  kubectl get resourcerecommendations -n {NAMESPACE}\n"
+        f"Stop everything: .venv/bin/bridgescale dev down"
     )
-    table = Table("node", "cpu", "memory", "ready", title=f"{len(nodes)} nodes")
-    for node in nodes:
-        status = node.status or client.V1NodeStatus()
-        allocatable = status.allocatable or {}
-        ready = next((c.status for c in status.conditions or [] if c.type == "Ready"), "Unknown")
-        name = node.metadata.name if node.metadata else ""
-        table.add_row(name, allocatable.get("cpu", ""), allocatable.get("memory", ""), ready)
-    console.print(table)
-    console.print(f"Use it: set -a; . {environment.env_file}; kubectl get ns")
-    console.print("Stop it: .venv/bin/bridgescale dev down")
     return 0
