@@ -91,7 +91,7 @@ MEMORY_TUNING = Tuning(
 # and a limit that follows the daily profile within six changes a day.
 DEFAULT_TUNING = {
     "cpu": Tuning(
-        overrun_cost=20.0,
+        overrun_cost=10.0,
         cost_half_life_hours=168.0,
         size_floor=4.0,
         absolute_headroom=0.1,
@@ -168,11 +168,11 @@ class BridgescaleRecommender:
             result[resource] = self._recommend_resource(state, resource, now, next_hour)
         return result
 
-    def _recommend_resource(
-        self, state: FleetState, resource: str, now: float, next_hour: int
-    ) -> ResourceRecommendations:
+    def _chosen_forecast(
+        self, state: FleetState, resource: str, ring: FloatArray, now: float, next_hour: int
+    ) -> FloatArray:
+        """Charge every candidate for size and moving, and return the cheapest one's forecast."""
         tuning = self.tuning[resource]
-        ring = _fresh_ring(state, f"{resource}_ring", resource, next_hour)
         means = (
             _fresh_ring(state, f"{resource}_means", resource, next_hour)
             if f"{resource}_means" in state
@@ -181,8 +181,7 @@ class BridgescaleRecommender:
         forecasts = forecast_all(History.of(ring, means, next_hour))
         level = np.fmax(_level(ring), tuning.size_floor)
         cost = state[f"{resource}_cost"]
-        decay = 0.5 ** (1.0 / tuning.cost_half_life_hours)
-        cost *= decay
+        cost *= 0.5 ** (1.0 / tuning.cost_half_life_hours)
         previous = state[f"{resource}_forecast"]
         with np.errstate(invalid="ignore", divide="ignore"):
             size = forecasts / level[:, None]
@@ -191,7 +190,19 @@ class BridgescaleRecommender:
         state[f"{resource}_forecast"] = forecasts
         state[f"{resource}_forecast_time"] = np.full(level.shape, now)
         chosen = _choose(state, resource, forecasts, tuning)
-        proposal = forecasts[np.arange(chosen.size), chosen]
+        result: FloatArray = forecasts[np.arange(chosen.size), chosen]
+        return result
+
+    def _recommend_resource(
+        self, state: FleetState, resource: str, now: float, next_hour: int
+    ) -> ResourceRecommendations:
+        tuning = self.tuning[resource]
+        ring = _fresh_ring(state, f"{resource}_ring", resource, next_hour)
+        proposal = (
+            self._chosen_forecast(state, resource, ring, now, next_hour)
+            if tuning.use_chooser
+            else np.full(ring.shape[0], np.nan)
+        )
         limit = _next_limit(state, resource, ring, next_hour, proposal=proposal, tuning=tuning)
         lower = np.fmin(recent_quantile(ring, next_hour, 24, 0.5), limit)
         upper = np.fmax(np.nanmax(np.where(np.isnan(ring), -np.inf, ring), axis=1) * 1.25, limit)

@@ -62,11 +62,24 @@ def daily_max_quantile(ring: FloatArray, next_hour: int, q: float) -> FloatArray
     every day's maximum, one-off spikes do not move the median.
     """
     maxima = daily_maxima(ring, next_hour)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no maxima yet: NaN, on purpose
-        level = np.nanquantile(maxima, q, axis=1)
-        growth = np.nanmedian(maxima[:, :-1] - maxima[:, 1:], axis=1)
+    level = _interpolated_quantile(maxima, q)
+    growth = _interpolated_quantile(maxima[:, :-1] - maxima[:, 1:], 0.5)
     result: FloatArray = level + np.fmax(np.nan_to_num(growth), 0.0)
+    return result
+
+
+def _interpolated_quantile(values: FloatArray, q: float) -> FloatArray:
+    """The `q` quantile of each row, ignoring NaN, interpolated between order statistics."""
+    ordered = np.sort(np.where(np.isnan(values), np.inf, values), axis=1)
+    counts = np.isfinite(ordered).sum(axis=1)
+    position = q * np.fmax(counts - 1, 0)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.fmax(counts - 1, 0))
+    rows = np.arange(ordered.shape[0])
+    low, high = ordered[rows, below], ordered[rows, above]
+    with np.errstate(invalid="ignore"):
+        value = low + (position - below) * (high - low)
+    result: FloatArray = np.where(counts > 0, np.where(above == below, low, value), np.nan)
     return result
 
 
@@ -128,7 +141,6 @@ BASE_FORECASTS: dict[str, Callable[[History], FloatArray]] = {
     "p90-7d": lambda h: recent_quantile(h.peaks, h.next_hour, WEEK_HOURS, 0.9),
     "same-hour-1d": lambda h: _nan_reduce(np.nanmax, _same_hour(h.peaks, h.next_hour, 1)),
     "same-hour-6d": lambda h: _nan_reduce(np.nanmax, _same_hour(h.peaks, h.next_hour, 6)),
-    "daily-max-p75-7d": lambda h: daily_max_quantile(h.peaks, h.next_hour, 0.75),
     "profile-4h": lambda h: seasonal_profile(h.means, h.next_hour, 4),
 }
 MARGINS = (1.0, 1.15, 1.3, 1.6)
