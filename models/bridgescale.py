@@ -1,18 +1,19 @@
 """`bridgescale`: forecast the next hour's peak with many simple candidates, keep the one that
 has cost least lately, and change the limit only when it pays.
 
-Per container and resource the state is a ring of hourly peaks (one week), the last forecast
-of every candidate (`forecast.CANDIDATE_NAMES`), each candidate's decayed cost, the candidate
-in use, and the limit in force. A cycle:
+Per container and resource the state is a ring of hourly peaks (one week; for cpu also a ring
+of hourly means), the last forecast of every candidate (`forecast.CANDIDATE_NAMES`), each
+candidate's decayed cost, the candidate in use, and the limit in force. A cycle:
 
-1. `observe` folds samples into the ring and charges each candidate for the samples of the
+1. `observe` folds samples into the rings and charges each candidate for the samples of the
    hour it forecast that went above its forecast (cpu: the fraction of samples, memory and GPU
    memory: whether any did, since one is an OOM kill).
 2. `recommend` decays the costs, charges each candidate for its size (forecast over the usage
-   level) and for moving, picks the cheapest with a penalty for switching (Autopilot's
-   recommender does the same with its models), and turns the forecast into a limit: up at
-   once, down only by a clear margin, in bounded steps, and for memory never under the peak
-   of the last day.
+   level, or over a floor for small containers) and for moving, picks the cheapest with a
+   penalty for switching (Autopilot's recommender does the same with its models), and turns
+   the forecast into a limit: up at once, down only by a clear margin, in bounded steps,
+   within a daily change budget. Memory and GPU memory use the floors alone: a quantile of the
+   week's daily maxima (plus their growth) and the peak of the last hours, plus headroom.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from bridgescale.models.base import (
 from bridgescale.models.forecast import (
     CANDIDATE_NAMES,
     WEEK_HOURS,
+    History,
+    daily_max_quantile,
     forecast_all,
     recent_quantile,
 )
@@ -44,6 +47,7 @@ from bridgescale.models.forecast import (
 CANDIDATES = len(CANDIDATE_NAMES)
 MIN_SAMPLES = 12
 CHANGE_MEMORY = 8  # times of the last changes kept, for the daily change budget
+MEAN_RESOURCES = ("cpu",)  # resources with a ring of hourly means (the seasonal profile)
 
 
 @dataclass(frozen=True)
@@ -59,27 +63,44 @@ class Tuning:
     hold_hours: int = 6  # hours between two decreases
     peak_guard_hours: int = 0  # never under the peak of this many recent hours (x headroom)
     peak_headroom: float = 1.0
+    daily_max_quantile: float = 0.0  # never under this quantile of the week's daily maxima (0: off)
+    daily_max_margin: float = 1.0  # times that quantile
+    use_chooser: bool = True  # False: the limit is the floors alone (recent peak, daily maxima)
+    size_floor: float = 0.0  # size is charged relative to max(usage level, this): small is cheap
+    absolute_headroom: float = 0.0  # added to every limit (cores or bytes): cheap on small pods
+    up_threshold: float = 0.0  # raise the limit only when the forecast is this far over it
     up_headroom: float = 1.0  # going up, go this much further, to save the next change
     daily_changes: int = 5  # at most this many changes in any 24 h...
     budget_blocks_increases: bool = True  # ...counting increases too (not for memory: OOM)
 
 
+# Memory: the next day's maximum, forecast from the week's daily maxima (docs/models.md says
+# why the candidates of the hourly chooser lost to it); up at once, down after 3 quiet hours.
+MEMORY_TUNING = Tuning(
+    overrun_cost=100.0,
+    use_chooser=False,
+    peak_guard_hours=3,
+    daily_max_quantile=0.67,
+    daily_max_margin=1.02,
+    absolute_headroom=4e8,  # ~400 MB: cheap on small pods, where most OOM-days were
+    up_headroom=1.05,
+    daily_changes=4,  # decreases only; increases are never held back
+    budget_blocks_increases=False,
+)
+# cpu: the chooser, with size charged per core above 4 cores' worth (small pods cover bursts)
+# and a limit that follows the daily profile within six changes a day.
 DEFAULT_TUNING = {
-    "cpu": Tuning(overrun_cost=30.0, down_threshold=0.15, hold_hours=6),
-    "memory": Tuning(
-        overrun_cost=100.0,
-        peak_guard_hours=72,
-        up_headroom=1.1,
-        daily_changes=5,
-        budget_blocks_increases=False,
+    "cpu": Tuning(
+        overrun_cost=10.0,
+        cost_half_life_hours=168.0,
+        size_floor=4.0,
+        absolute_headroom=0.1,
+        down_threshold=0.1,
+        hold_hours=0,
+        daily_changes=6,
     ),
-    "vram": Tuning(
-        overrun_cost=100.0,
-        peak_guard_hours=72,
-        up_headroom=1.1,
-        daily_changes=5,
-        budget_blocks_increases=False,
-    ),
+    "memory": MEMORY_TUNING,
+    "vram": MEMORY_TUNING,
 }
 
 
@@ -93,6 +114,9 @@ class BridgescaleRecommender:
         for resource in RESOURCES:
             state[f"{resource}_ring"] = np.full((count, WEEK_HOURS), np.nan)
             state[f"{resource}_hour"] = np.full(count, -1, np.int64)
+            if resource in MEAN_RESOURCES:
+                state[f"{resource}_means"] = np.full((count, WEEK_HOURS), np.nan)
+                state[f"{resource}_hour_samples"] = np.zeros(count, np.int64)
             state[f"{resource}_forecast"] = np.full((count, CANDIDATES), np.nan)
             state[f"{resource}_forecast_time"] = np.full(count, np.nan)
             state[f"{resource}_cost"] = np.zeros((count, CANDIDATES))
@@ -144,13 +168,18 @@ class BridgescaleRecommender:
             result[resource] = self._recommend_resource(state, resource, now, next_hour)
         return result
 
-    def _recommend_resource(
-        self, state: FleetState, resource: str, now: float, next_hour: int
-    ) -> ResourceRecommendations:
+    def _chosen_forecast(
+        self, state: FleetState, resource: str, ring: FloatArray, now: float, next_hour: int
+    ) -> FloatArray:
+        """Charge every candidate for size and moving, and return the cheapest one's forecast."""
         tuning = self.tuning[resource]
-        ring = _fresh_ring(state, resource, next_hour)
-        forecasts = forecast_all(ring, next_hour)
-        level = _level(ring)
+        means = (
+            _fresh_ring(state, f"{resource}_means", resource, next_hour)
+            if f"{resource}_means" in state
+            else np.full(ring.shape, np.nan)
+        )
+        forecasts = forecast_all(History.of(ring, means, next_hour))
+        level = np.fmax(_level(ring), tuning.size_floor)
         cost = state[f"{resource}_cost"]
         cost *= 0.5 ** (1.0 / tuning.cost_half_life_hours)
         previous = state[f"{resource}_forecast"]
@@ -160,8 +189,20 @@ class BridgescaleRecommender:
         cost += np.nan_to_num(size, nan=0.0) + tuning.change_cost * np.nan_to_num(moved, nan=0.0)
         state[f"{resource}_forecast"] = forecasts
         state[f"{resource}_forecast_time"] = np.full(level.shape, now)
-        chosen = _choose(state, resource, forecasts, tuning.switch_cost)
-        proposal = forecasts[np.arange(chosen.size), chosen]
+        chosen = _choose(state, resource, forecasts, tuning)
+        result: FloatArray = forecasts[np.arange(chosen.size), chosen]
+        return result
+
+    def _recommend_resource(
+        self, state: FleetState, resource: str, now: float, next_hour: int
+    ) -> ResourceRecommendations:
+        tuning = self.tuning[resource]
+        ring = _fresh_ring(state, f"{resource}_ring", resource, next_hour)
+        proposal = (
+            self._chosen_forecast(state, resource, ring, now, next_hour)
+            if tuning.use_chooser
+            else np.full(ring.shape[0], np.nan)
+        )
         limit = _next_limit(state, resource, ring, next_hour, proposal=proposal, tuning=tuning)
         lower = np.fmin(recent_quantile(ring, next_hour, 24, 0.5), limit)
         upper = np.fmax(np.nanmax(np.where(np.isnan(ring), -np.inf, ring), axis=1) * 1.25, limit)
@@ -179,19 +220,43 @@ def _fold_hourly_peaks(
     if container.size == 0:
         return
     ring = state[f"{resource}_ring"]
+    means = state.get(f"{resource}_means")
+    rings = [ring] if means is None else [ring, means]
     last_hour = state[f"{resource}_hour"]
     hour = np.floor(time / HOUR).astype(np.int64)
     previous = last_hour[container]
     for index in np.unique(container[(previous >= 0) & (hour > previous + 1)]):
         newest = int(hour[container == index].max())
-        _blank(ring, int(index), int(last_hour[index]), newest)
+        for blanked in rings:
+            _blank(blanked, int(index), int(last_hour[index]), newest)
     slots = hour % WEEK_HOURS
     fresh = hour > last_hour[container]
     ring[container[fresh], slots[fresh]] = np.nan  # a new hour replaces last week's value
-    peaks = np.where(np.isnan(ring[container, slots]), -np.inf, ring[container, slots])
-    np.maximum.at(peaks, np.arange(container.size), values)
     np.fmax.at(ring, (container, slots), values)
+    if means is not None:
+        _fold_hourly_means(state, resource, container, hour, values)
     np.maximum.at(last_hour, container, hour)
+
+
+def _fold_hourly_means(
+    state: FleetState, resource: str, container: IntArray, hour: IntArray, values: FloatArray
+) -> None:
+    """Update the mean of each (container, hour) with its new samples; late samples are left
+    out (the hour's mean is final once a later hour has begun)."""
+    means = state[f"{resource}_means"]
+    counted = state[f"{resource}_hour_samples"]
+    last_hour = state[f"{resource}_hour"]
+    current = hour >= last_hour[container]
+    keys, group = np.unique((container[current] << 31) | hour[current], return_inverse=True)
+    owner, owner_hour = keys >> 31, keys & ((1 << 31) - 1)
+    total = np.bincount(group, weights=values[current])
+    seen = np.bincount(group)
+    continuing = owner_hour == last_hour[owner]
+    before = np.where(continuing, counted[owner], 0)
+    slots = owner_hour % WEEK_HOURS
+    old_mean = np.where(continuing, np.nan_to_num(means[owner, slots]), 0.0)
+    means[owner, slots] = (old_mean * before + total) / (before + seen)
+    counted[owner] = before + seen  # groups are in hour order: the newest hour's count stays
 
 
 def _blank(ring: FloatArray, index: int, last_hour: int, newest: int) -> None:
@@ -201,9 +266,9 @@ def _blank(ring: FloatArray, index: int, last_hour: int, newest: int) -> None:
     ring[index, hours % WEEK_HOURS] = np.nan
 
 
-def _fresh_ring(state: FleetState, resource: str, next_hour: int) -> FloatArray:
-    """The ring without slots older than a week or than a gap up to `next_hour`."""
-    ring = state[f"{resource}_ring"].copy()
+def _fresh_ring(state: FleetState, key: str, resource: str, next_hour: int) -> FloatArray:
+    """The ring `key` without slots older than a week or than a gap up to `next_hour`."""
+    ring = state[key].copy()
     silent = next_hour - 1 - state[f"{resource}_hour"]
     for index in np.nonzero(silent > 0)[0]:
         _blank(ring, int(index), int(state[f"{resource}_hour"][index]), next_hour)
@@ -219,13 +284,12 @@ def _level(ring: FloatArray) -> FloatArray:
     return np.where(level > 0, level, np.nan)
 
 
-def _choose(
-    state: FleetState, resource: str, forecasts: FloatArray, switch_cost: float
-) -> IntArray:
+def _choose(state: FleetState, resource: str, forecasts: FloatArray, tuning: Tuning) -> IntArray:
+    """The cheapest candidate, with a penalty for leaving the current one."""
     cost = np.where(np.isfinite(forecasts), state[f"{resource}_cost"], np.inf)
     current = state[f"{resource}_choice"]
     has_current = current >= 0
-    penalty = np.full(cost.shape, switch_cost)
+    penalty = np.full(cost.shape, tuning.switch_cost)
     penalty[np.nonzero(has_current)[0], current[has_current]] = 0.0
     chosen: IntArray = np.argmin(cost + penalty, axis=1)
     state[f"{resource}_choice"] = chosen
@@ -248,13 +312,18 @@ def _next_limit(
         slots = next_hour - tuning.peak_guard_hours + np.arange(tuning.peak_guard_hours)
         recent = ring[:, slots % WEEK_HOURS]
         floor = np.nanmax(np.where(np.isnan(recent), 0.0, recent), axis=1) * tuning.peak_headroom
-    wanted = np.fmax(proposal, floor)
+    if tuning.daily_max_quantile:
+        daily = daily_max_quantile(ring, next_hour, tuning.daily_max_quantile)
+        floor = np.fmax(floor, daily * tuning.daily_max_margin)
+    if not tuning.use_chooser:
+        proposal = np.full(limit.shape, np.nan)
+    wanted = np.fmax(proposal, floor) + tuning.absolute_headroom
     now = next_hour * HOUR
     changes = state[f"{resource}_changes"]
     budget = min(tuning.daily_changes, CHANGE_MEMORY)
     within_budget = np.sort(changes, axis=1)[:, -budget] <= now - DAY
     unset = np.isnan(limit)
-    up = wanted > limit
+    up = wanted > limit * (1 + tuning.up_threshold)
     if tuning.budget_blocks_increases:
         up &= within_budget
     held = now - state[f"{resource}_last_decrease"] >= tuning.hold_hours * HOUR
