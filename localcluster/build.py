@@ -22,8 +22,10 @@ from pathlib import Path
 from bridgescale.localcluster.settings import LocalClusterSettings
 
 CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# kubectl of the same release, with kustomize built in: tests apply deploy/ with it.
+KUBERNETES_COMMANDS = (*CONTROL_PLANE_COMMANDS, "kubectl")
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
-BINARIES = (*CONTROL_PLANE_COMMANDS, "etcd")
+BINARIES = (*KUBERNETES_COMMANDS, "etcd")
 MANIFEST = "build.json"
 
 Progress = Callable[[str], None]
@@ -253,8 +255,8 @@ class ControlPlaneBuild:
         replacements = staging_replacements(go_mod, version)
         folder, toolchain = self._prepare_wrapper("kubernetes", kubernetes, replacements)
         release_time = json.loads(Path(kubernetes["Info"]).read_text())["Time"]
-        packages = [f"k8s.io/kubernetes/cmd/{command}" for command in CONTROL_PLANE_COMMANDS]
-        self._progress(f"building {', '.join(CONTROL_PLANE_COMMANDS)} {version}")
+        packages = [f"k8s.io/kubernetes/cmd/{command}" for command in KUBERNETES_COMMANDS]
+        self._progress(f"building {', '.join(KUBERNETES_COMMANDS)} {version}")
         ldflags = version_ldflags(version, release_time)
         self._build(folder, toolchain, packages, ldflags, f"{self._settings.binaries_dir}/")
 
