@@ -3,6 +3,7 @@ state folder and on ports of its own, so that a developer's `bridgescale dev up`
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from bridgescale import kube
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 
-TEST_PORT_BASE = 17440
+# Several people may run test clusters on one machine: each picks its own port range.
+TEST_PORT_BASE = int(os.environ.get("BRIDGESCALE_TEST_PORT_BASE", "17440"))
 
 
 def cluster_settings(name: str = "test", port_base: int = TEST_PORT_BASE) -> LocalClusterSettings:
