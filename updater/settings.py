@@ -70,6 +70,9 @@ class UpdaterSettings(BaseSettings):
     max_changes_per_minute: int = Field(
         default=20, ge=1, description="Resizes and recreations started per minute, overall."
     )
+    max_workload_changes_per_minute: int = Field(
+        default=5, ge=1, description="Resizes and recreations started per minute, per workload."
+    )
     resync_seconds: float = Field(
         default=30.0, gt=0, description="A full pass at least this often."
     )
