@@ -122,6 +122,22 @@ def mutate(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, Any]]:
     return _size_containers(pod, sizing) + _point_claims(pod, sizing)
 
 
+def sized(manifest: Mapping[str, Any], sizing: Sizing) -> dict[str, Any]:
+    """A copy of a pod manifest with `mutate`'s changes made (for bare pods the updater
+    creates itself)."""
+    copy = json.loads(json.dumps(manifest))
+    for operation in mutate(manifest, sizing):
+        *parents, last = operation["path"].strip("/").split("/")
+        target = copy
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target[int(last)] = operation["value"]
+        else:
+            target[last] = operation["value"]
+    return dict(copy)
+
+
 def review_response(
     uid: str, operations: list[dict[str, Any]], warnings: list[str] | None = None
 ) -> dict[str, Any]:

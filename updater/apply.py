@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bridgescale.updater.admission import Sizing, sized
 from bridgescale.updater.placement import node_with_room
 from bridgescale.updater.pods import SIZED, Pod, PodProblem, Sized, pod_from_json
 from bridgescale.updater.ports import Cluster, Refused
@@ -101,16 +102,21 @@ def evict(cluster: Cluster, pod: Pod) -> RecreateOutcome:
 
 
 def recreate(
-    cluster: Cluster, pod: Pod, raw: Mapping[str, Any], wanted: Mapping[Sized, float]
+    cluster: Cluster,
+    pod: Pod,
+    raw: Mapping[str, Any],
+    wanted: Mapping[Sized, float],
+    sizing: Sizing,
 ) -> RecreateOutcome:
     """Evict the pod once some node can hold `wanted`; a bare pod's manifest is saved in the
-    API server first, and `restore_saved_pods` creates it again."""
+    API server first, at its new size, and `restore_saved_pods` creates it again."""
     node = cluster_node_with_room(cluster, wanted, pod.uid)
     if node is None:
         amounts = ", ".join(f"{r} {wanted[r]:g}" for r in SIZED if r in wanted)
         return RecreateOutcome(RecreateResult.NO_ROOM, f"no node has room for {amounts}")
     if pod.owner is None:
-        cluster.save_pod(pod.namespace, pod.name, pod.uid, saved_manifest(raw))
+        manifest = sized(saved_manifest(raw), sizing)
+        cluster.save_pod(pod.namespace, pod.name, pod.uid, manifest)
     return evict(cluster, pod)
 
 

@@ -153,8 +153,8 @@ def decide(
     skip = _mode_skip(policy.mode)
     if skip is not None:
         return skip
-    if pod.phase != "Running" or pod.node_name is None:
-        return Skip(f"pod is {pod.phase}, not running on a node")
+    if pod.phase != "Running" or pod.node_name is None or pod.terminating:
+        return Skip(f"pod is {pod.phase}, not running on a node, or terminating")
     after = _after_outcome(pod, policy, now, settings)
     if after is not None:
         return after

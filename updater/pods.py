@@ -70,6 +70,7 @@ class Pod:
     owner: Owner | None = None
     node_name: str | None = None
     phase: str = "Pending"
+    terminating: bool = False
     claim_templates: Mapping[str, str] = field(default_factory=dict)  # claim name -> template
     last_resize: dt.datetime | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
@@ -196,6 +197,7 @@ def pod_from_json(raw: Mapping[str, Any]) -> Pod:
         owner=_owner(metadata),
         node_name=spec.get("nodeName"),
         phase=str(status.get("phase") or "Pending"),
+        terminating=metadata.get("deletionTimestamp") is not None,
         claim_templates=_claim_templates(spec),
         last_resize=_last_resize(metadata),
         annotations=dict(metadata.get("annotations") or {}),

@@ -207,19 +207,20 @@ class Reconciler:
 
     def _carry_out(self, item: Planned) -> Action:
         decision, pod = item.decision, item.pod
-        log = ObjectLogger(logger, {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid})
+        # "name" is a LogRecord attribute already: the pod name goes into each message.
+        log = ObjectLogger(logger, {"namespace": pod.namespace, "kind": "Pod", "uid": pod.uid})
         if isinstance(decision, Skip):
-            log.debug("no action: %s", decision.reason)
+            log.debug("%s: no action: %s", pod.name, decision.reason)
             return Action(pod.key, str(item.key), "Skip", decision.reason)
         if isinstance(decision, Wait):
-            log.info("waiting: %s", decision.reason)
+            log.info("%s: waiting: %s", pod.name, decision.reason)
             self._tell(_pod_ref(pod), "ResizeWaiting", decision.reason)
             return Action(pod.key, str(item.key), "Wait", decision.reason)
         if self.dry_run:
-            log.info("dry run, would %s", _describe(decision))
+            log.info("%s: dry run, would %s", pod.name, _describe(decision))
             return Action(pod.key, str(item.key), type(decision).__name__, "dry run")
         if not self.limit.take(str(item.key), time.monotonic()):
-            log.info("rate limited, later: %s", _describe(decision))
+            log.info("%s: rate limited, later: %s", pod.name, _describe(decision))
             return Action(pod.key, str(item.key), type(decision).__name__, "RateLimited")
         if isinstance(decision, Resize):
             return self._resize(item, decision, log)
@@ -248,7 +249,7 @@ class Reconciler:
                 return self._recreate(item, recreate_instead, log)
             self._tell(_pod_ref(pod), "ResizeRefused", recreate_instead.message, warning=True)
         elif outcome.result in {ResizeResult.REFUSED, ResizeResult.CONFLICT}:
-            log.warning("resize refused: %s", outcome.message)
+            log.warning("%s: resize refused: %s", pod.name, outcome.message)
             self._tell(_pod_ref(pod), "ResizeRefused", outcome.message, warning=True)
         return Action(pod.key, str(item.key), "Resize", outcome.result.value)
 
@@ -261,13 +262,14 @@ class Reconciler:
             if (known := readable(raw)) and not isinstance(known, str)
             and workload_of(known) == item.key
         )  # fmt: skip
-        outcome = recreate(self.cluster, pod, item.raw, wanted)
+        sizing = Sizing(item.recommendation, item.policy)
+        outcome = recreate(self.cluster, pod, item.raw, wanted, sizing)
         action = Action(pod.key, str(item.key), "Recreate", outcome.result.value)
         if outcome.result is RecreateResult.EVICTED:
             self.metrics.recreations.labels(decision.reason.value).inc()
             self.in_flight.evictions[pod.uid] = (item.key, before)
             note = f"recreating ({decision.reason.value}: {decision.message})"
-            log.info("%s", note)
+            log.info("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "Recreating", note)
             self._tell(_workload_ref(item.key), "Recreating", f"{pod.name}: {note}")
         elif outcome.result is RecreateResult.BLOCKED:
@@ -275,14 +277,14 @@ class Reconciler:
                 f"recreate ({decision.reason.value}) blocked by a PodDisruptionBudget: "
                 f"{outcome.message}; retrying later"
             )
-            log.warning("%s", note)
+            log.warning("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "EvictionBlocked", note, warning=True)
             self._tell(
                 _workload_ref(item.key), "EvictionBlocked", f"{pod.name}: {note}", warning=True
             )
         elif outcome.result is not RecreateResult.GONE:
             note = f"recreate ({decision.reason.value}) not done: {outcome.message}; retrying later"
-            log.warning("%s", note)
+            log.warning("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "RecreateDeferred", note, warning=True)
         return action
 
@@ -323,9 +325,10 @@ class Reconciler:
 
     def _replaced(self, key: WorkloadKey, uid: str, before: frozenset[str]) -> bool:
         """The evicted pod is gone and a new pod of its workload exists."""
+        live = [r for r in self.cluster.list_pods(key.namespace) if not _terminating(r)]
         uids = {
             pod.uid
-            for raw in self.cluster.list_pods(key.namespace)
+            for raw in live
             if not isinstance(pod := readable(raw), str) and workload_of(pod) == key
         }
         return uid not in uids and bool(uids - before)
@@ -354,9 +357,12 @@ def recommended_total(
     return total
 
 
+def _terminating(raw: Mapping[str, Any]) -> bool:
+    return raw["metadata"].get("deletionTimestamp") is not None
+
+
 def _disrupted(raw: Mapping[str, Any]) -> bool:
-    phase = (raw.get("status") or {}).get("phase")
-    return raw["metadata"].get("deletionTimestamp") is not None or phase != "Running"
+    return _terminating(raw) or (raw.get("status") or {}).get("phase") != "Running"
 
 
 def _reasons(resize: Resize) -> list[str]:
