@@ -15,9 +15,33 @@ from kubernetes import client
 from bridgescale import kube
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
+from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
 
-# Several people may run test clusters on one machine: each picks its own port range.
+# Another checkout's tests on the same machine may use the default ports: set
+# BRIDGESCALE_TEST_PORT_BASE to run on others.
 TEST_PORT_BASE = int(os.environ.get("BRIDGESCALE_TEST_PORT_BASE", "17440"))
+SIMULATOR_METRICS_PORT = TEST_PORT_BASE + 10
+# The simulated nodes of the tests: plain nodes sim-0..sim-3 (tests that count on free capacity
+# each take one of their own), sim-4 with the static CPU manager, one MIG and one shared GPU node.
+SIMULATOR_SETTINGS = {
+    "nodes": 5,
+    "static_cpu_manager_nodes": 1,
+    "mig_nodes": 1,
+    "shared_gpu_nodes": 1,
+    "node_cpu": "4",
+    "node_memory": "8Gi",
+    "deferred_retry_initial_seconds": 2,
+    "deferred_retry_seconds": 6,
+    "actuation_seconds": 0.3,
+    "resync_seconds": 1,
+    "usage_seconds": 1,
+    "metrics_port": SIMULATOR_METRICS_PORT,
+}
+SIMULATED_NODES = [
+    *(f"sim-{i}" for i in range(5)),
+    "sim-mig-0",
+    "sim-shared-0",
+]
 
 
 def cluster_settings(name: str = "test", port_base: int = TEST_PORT_BASE) -> LocalClusterSettings:
@@ -55,6 +79,15 @@ def crds(api: client.ApiClient) -> list[str]:
         else:
             pytest.fail(f"CRD {name} was not established")
     return names
+
+
+@pytest.fixture(scope="session")
+def simulator(local_cluster: LocalEnvironment, api: client.ApiClient) -> Iterator[list[str]]:
+    """The node simulator, started as `dev up` starts it; yields the names of its nodes."""
+    supervisor = local_cluster.supervisor
+    start_simulator(supervisor, api, local_cluster.admin_kubeconfig, **SIMULATOR_SETTINGS)
+    yield SIMULATED_NODES
+    supervisor.stop(SIMULATOR_PROCESS)
 
 
 @pytest.fixture

@@ -1,0 +1,418 @@
+"""The kubelet's pod work for all simulated nodes: start pods, resize them in place, retry
+deferred resizes, kill containers that pass their memory limit, and finish graceful deletions.
+
+One thread owns all pod state (`PodWorker.run`): watch events arrive on a queue and timers fire
+between them, so no decision races another. The metrics collector reads under `lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bridgescale import kube
+from bridgescale.simulator import dra
+from bridgescale.simulator.admission import (
+    DEFERRED,
+    Admitted,
+    PendingResize,
+    admit_resize,
+    increases_requests,
+    memory_decrease_error,
+    retry_order,
+)
+from bridgescale.simulator.api import RawApi
+from bridgescale.simulator.nodes import SimulatedNode
+from bridgescale.simulator.pods import PodRecord, ResizeCondition, new_record, pod_status
+from bridgescale.simulator.resources import CPU, MEMORY, Body
+from bridgescale.simulator.settings import SimulatorSettings
+from bridgescale.simulator.usage import Usage, container_usage
+
+logger = logging.getLogger(__name__)
+
+CFS_PERIOD_SECONDS = 0.1
+CLAIM_RECHECK_SECONDS = 1.0
+KILLED_EXIT_CODE = 137
+
+TimerKind = Literal["retry", "actuate", "start", "usage"]
+
+
+class PodLogger(logging.LoggerAdapter[logging.Logger]):
+    """Lines about one pod: its namespace/name first, its identity in the record."""
+
+    def __init__(self, base: logging.Logger, record: PodRecord) -> None:
+        # `name` is taken by the log record itself; the pod's name goes in the message.
+        super().__init__(base, {"namespace": record.namespace, "kind": "Pod", "uid": record.uid})
+        self._prefix = f"pod {record.namespace}/{record.name}: "
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return self._prefix + str(msg), kwargs
+
+
+@dataclass(frozen=True)
+class PodEvent:
+    kind: str  # ADDED, MODIFIED, DELETED
+    body: Body
+
+
+@dataclass(order=True)
+class Timer:
+    due: float
+    sequence: int
+    kind: TimerKind = field(compare=False)
+    uid: str = field(compare=False, default="")
+
+
+class PodWorker:
+    def __init__(
+        self,
+        api: RawApi,
+        settings: SimulatorSettings,
+        nodes: list[SimulatedNode],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._settings = settings
+        self.nodes = {node.name: node for node in nodes}
+        self._clock = clock
+        self.pods: dict[str, PodRecord] = {}
+        self.lock = threading.Lock()
+        self.events: queue.Queue[PodEvent] = queue.Queue()
+        self._timers: list[Timer] = []
+        self._sequence = itertools.count()
+        self._pending_resizes: list[str] = []
+        self._retry_timer: Timer | None = None
+
+    # The loop
+
+    def run(self, stop: threading.Event) -> None:
+        self._retry_timer = self._schedule("retry", self._settings.deferred_retry_initial_seconds)
+        self._schedule("usage", self._settings.usage_seconds)
+        while not stop.is_set():
+            wait = self._timers[0].due - time.monotonic() if self._timers else 1.0
+            try:
+                event = self.events.get(timeout=min(max(wait, 0.0), 1.0))
+            except queue.Empty:
+                event = None
+            try:
+                if event is not None:
+                    self._on_event(event)
+                self._fire_due_timers()
+            except Exception:
+                logger.exception("pod worker step failed; continuing")
+
+    def _schedule(self, kind: TimerKind, delay: float, uid: str = "") -> Timer:
+        timer = Timer(time.monotonic() + delay, next(self._sequence), kind, uid)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def _fire_due_timers(self) -> None:
+        while self._timers and self._timers[0].due <= time.monotonic():
+            timer = heapq.heappop(self._timers)
+            if timer.kind == "retry":
+                if timer is self._retry_timer:  # later retries replaced the others
+                    self._retry_pending_resizes("periodic")
+            elif timer.kind == "usage":
+                self._step_usage(self._settings.usage_seconds)
+                self._schedule("usage", self._settings.usage_seconds)
+            elif timer.kind == "actuate":
+                self._actuate(timer.uid)
+            elif timer.kind == "start":
+                self._try_start(timer.uid)
+
+    # Pod events
+
+    def _on_event(self, event: PodEvent) -> None:
+        metadata = event.body["metadata"]
+        uid = metadata["uid"]
+        if event.body["spec"].get("nodeName") not in self.nodes:
+            return
+        if event.kind == "DELETED":
+            self._forget(uid)
+        elif metadata.get("deletionTimestamp"):
+            self._terminate(event.body)
+        elif event.body.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        elif uid not in self.pods:
+            self._admit(event.body)
+        else:
+            self._update(self.pods[uid], event.body)
+
+    def _admit(self, body: Body) -> None:
+        record = new_record(body, self._clock())
+        with self.lock:
+            self.pods[record.uid] = record
+        self._log(record).info("admitted on %s", record.node)
+        self._try_start(record.uid)
+
+    def _try_start(self, uid: str) -> None:
+        """Start the containers once every claim is allocated and reserved for the pod."""
+        record = self.pods.get(uid)
+        if record is None or record.running:
+            return
+        devices = self._prepared_devices(record)
+        if devices is None:
+            self._schedule("start", CLAIM_RECHECK_SECONDS, uid)
+            return
+        now = self._clock()
+        record.devices = devices
+        record.running = True
+        for runtime in record.containers.values():
+            runtime.started = now
+        self._write_status(record)
+
+    def _prepared_devices(self, record: PodRecord) -> list[dra.AllocatedDevice] | None:
+        """The devices of the pod's claims, or None while one is not ready for it."""
+        claims = record.body["spec"].get("resourceClaims") or []
+        if not claims:
+            return []
+        generated = {
+            s["name"]: s.get("resourceClaimName")
+            for s in record.body.get("status", {}).get("resourceClaimStatuses") or []
+        }
+        devices: list[dra.AllocatedDevice] = []
+        for claim in claims:
+            claim_name = claim.get("resourceClaimName") or generated.get(claim["name"])
+            if not claim_name:
+                return None
+            try:
+                body = self._api.read_claim(claim_name, record.namespace)
+            except kube.NotFound:
+                return None
+            if not dra.claim_ready_for(body, record.uid):
+                return None
+            devices.extend(dra.allocated_devices(claim["name"], body))
+        return devices
+
+    def _update(self, record: PodRecord, body: Body) -> None:
+        """A new version of a running pod: a resize to admit, or a pending one reverted."""
+        old_generation = record.generation
+        record.body = body
+        if not record.running:
+            return
+        if record.generation == old_generation:
+            return
+        if not record.desired.same_as(record.allocated):
+            self._push_pending_resize(record.uid)
+            self._retry_pending_resizes("pod updated")
+        elif record.pending is not None:
+            record.pending = None
+            self._write_status(record)
+
+    def _terminate(self, body: Body) -> None:
+        """The containers stop at once; then the pod object goes, as the kubelet deletes it
+        with grace 0 after its containers stopped."""
+        metadata = body["metadata"]
+        self._forget(metadata["uid"])
+        # Gone already, or a new pod of the same name: nothing left to stop.
+        with contextlib.suppress(kube.NotFound, kube.Conflict):
+            self._api.delete_pod_now(metadata["name"], metadata["namespace"], metadata["uid"])
+
+    def _forget(self, uid: str) -> None:
+        with self.lock:
+            record = self.pods.pop(uid, None)
+        if record is not None:
+            self._log(record).info("stopped")
+            self._retry_pending_resizes("pods removed")
+
+    # Resize
+
+    def _push_pending_resize(self, uid: str) -> None:
+        if uid not in self._pending_resizes:
+            self._pending_resizes.append(uid)
+        self._sort_pending_resizes()
+
+    def _sort_pending_resizes(self) -> None:
+        pending = [
+            PendingResize(
+                uid=record.uid,
+                increasing=increases_requests(record.desired, record.allocated),
+                priority=record.priority,
+                guaranteed=record.desired.qos_class() == "Guaranteed",
+                pending_since=record.pending.since if record.pending else None,
+            )
+            for uid in self._pending_resizes
+            if (record := self.pods.get(uid)) is not None
+        ]
+        self._pending_resizes = retry_order(pending)
+
+    def _retry_pending_resizes(self, trigger: str) -> None:
+        """Retry every pending resize in order; as upstream, the periodic retry comes
+        `deferred_retry_seconds` after the last retry, whatever triggered it."""
+        self._retry_timer = self._schedule("retry", self._settings.deferred_retry_seconds)
+        still_deferred = []
+        for uid in self._pending_resizes:
+            record = self.pods.get(uid)
+            if record is None:
+                continue
+            self._handle_resize(record, trigger)
+            if record.pending is not None and record.pending.reason == DEFERRED:
+                still_deferred.append(uid)
+        self._pending_resizes = still_deferred
+
+    def _handle_resize(self, record: PodRecord, trigger: str) -> None:
+        desired, now = record.desired, self._clock()
+        if desired.same_as(record.allocated):
+            if record.pending is not None:
+                record.pending = None
+                self._write_status(record)
+            return
+        others = [
+            other.allocated
+            for other in self.pods.values()
+            if other.node == record.node and other.uid != record.uid
+        ]
+        verdict = admit_resize(self.nodes[record.node].capacity, desired, record.allocated, others)
+        if isinstance(verdict, Admitted):
+            record.allocated = desired
+            record.pending = None
+            record.in_progress = ResizeCondition("", "", record.generation, now)
+            self._log(record).info("resize allocated (%s)", trigger)
+            self._write_status(record)
+            self._schedule("actuate", self._settings.actuation_seconds, record.uid)
+            return
+        previous = record.pending
+        fields = (verdict.reason, verdict.message, record.generation)
+        record.pending = (
+            previous.renewed(*fields, now) if previous else ResizeCondition(*fields, now)
+        )
+        if previous is None or _fields(previous) != fields:
+            self._log(record).info("resize %s: %s", verdict.reason, verdict.message)
+            self._write_status(record)
+
+    def _actuate(self, uid: str) -> None:
+        """Apply the allocated resources, unless a memory limit would drop below usage."""
+        record = self.pods.get(uid)
+        if record is None:
+            return
+        if not record.allocated.same_as(record.actual):
+            usage = {name: runtime.working_set_bytes for name, runtime in record.containers.items()}
+            error = memory_decrease_error(record.actual, record.allocated, usage)
+            if error is not None:
+                self._fail_actuation(record, error)
+                return
+            self._restart_for_resize(record)
+            with self.lock:
+                record.actual = record.allocated
+        if record.in_progress is not None:
+            record.in_progress = None
+            self._log(record).info("resize completed")
+            self._write_status(record)
+
+    def _fail_actuation(self, record: PodRecord, error: str) -> None:
+        current = record.in_progress
+        generation = current.observed_generation if current else record.generation
+        if current is None or (current.reason, current.message) != ("Error", error):
+            record.in_progress = ResizeCondition("Error", error, generation, self._clock())
+            self._log(record).warning("resize failed: %s", error)
+            self._write_status(record)
+        self._schedule("actuate", self._settings.resync_seconds, record.uid)
+
+    def _restart_for_resize(self, record: PodRecord) -> None:
+        """Containers whose changed resource has the `RestartContainer` policy restart."""
+        now = self._clock()
+        for container in record.allocated.containers:
+            before = record.actual.container(container.name)
+            if before is None:
+                continue
+            for resource in (CPU, MEMORY):
+                changed = (before.request(resource), before.limit(resource)) != (
+                    container.request(resource),
+                    container.limit(resource),
+                )
+                if changed and container.resize_policy.get(resource) == "RestartContainer":
+                    self.pods[record.uid].containers[container.name].restart(
+                        "Error", KILLED_EXIT_CODE, now
+                    )
+                    break
+
+    # Usage
+
+    def _step_usage(self, seconds: float) -> None:
+        now = self._clock()
+        with self.lock:
+            running = [record for record in self.pods.values() if record.running]
+        for record in running:
+            killed = False
+            with self.lock:
+                for container in record.actual.containers:
+                    if container.runs:
+                        killed |= self._use(record, container.name, seconds, now)
+            if killed:
+                self._write_status(record)
+
+    def _use(self, record: PodRecord, name: str, seconds: float, now: float) -> bool:
+        """One step of a container's usage; True if it was OOM-killed."""
+        runtime = record.containers[name]
+        resources = record.actual.container(name)
+        assert resources is not None
+        usage = container_usage(record.annotations, name, now - runtime.started, now)
+        cpu_limit = resources.limit(CPU)
+        cores = usage.cpu_cores
+        if cpu_limit is not None:
+            periods = round(seconds / CFS_PERIOD_SECONDS)
+            runtime.periods += periods
+            if cores * 1000 > cpu_limit:
+                runtime.throttled_periods += periods
+                cores = cpu_limit / 1000
+        runtime.cpu_seconds += cores * seconds
+        runtime.gpu_memory_bytes = self._gpu_use(record, name, usage)
+        memory_limit = resources.limit(MEMORY)
+        if memory_limit is not None and usage.memory_bytes > memory_limit:
+            runtime.oom_events += 1
+            runtime.restart("OOMKilled", KILLED_EXIT_CODE, now)
+            restarted = container_usage(record.annotations, name, 0.0, now)
+            runtime.working_set_bytes = restarted.memory_bytes
+            self._log(record).info("container %s OOMKilled", name)
+            return True
+        runtime.working_set_bytes = usage.memory_bytes
+        return False
+
+    def _gpu_use(self, record: PodRecord, name: str, usage: Usage) -> int:
+        """GPU memory in use; a batch beyond the claim's capacity fails and is counted."""
+        capacity = sum(d.memory_bytes for d in self.container_devices(record, name))
+        if not capacity:
+            return 0
+        if usage.gpu_memory_bytes > capacity:
+            record.containers[name].gpu_batch_failures += 1
+            return capacity
+        return usage.gpu_memory_bytes
+
+    def container_devices(self, record: PodRecord, name: str) -> list[dra.AllocatedDevice]:
+        spec: Body = next(
+            (c for c in record.body["spec"].get("containers") or [] if c["name"] == name), {}
+        )
+        claims = {c["name"] for c in (spec.get("resources") or {}).get("claims") or []}
+        return [device for device in record.devices if device.claim in claims]
+
+    # Status
+
+    def _write_status(self, record: PodRecord) -> None:
+        with self.lock:
+            status = pod_status(record, self.nodes[record.node].address)
+        try:
+            self._api.patch_pod_status(record.name, record.namespace, {"status": status})
+        except kube.NotFound:
+            self._log(record).debug("gone before its status was written")
+
+    def _log(self, record: PodRecord) -> PodLogger:
+        return PodLogger(logger, record)
+
+    def snapshot(self) -> Iterator[PodRecord]:
+        """The running pods, for a reader holding `lock`."""
+        return (record for record in self.pods.values() if record.running)
+
+
+def _fields(condition: ResizeCondition) -> tuple[str, str, int]:
+    return condition.reason, condition.message, condition.observed_generation

@@ -1,0 +1,86 @@
+"""Settings of the node simulator, from flags (`--nodes 20`) or the environment
+(`BRIDGESCALE_SIM_NODES=20`); read once at start and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Pool = Literal["plain", "mig", "shared"]
+
+
+class SimulatorSettings(BaseSettings):
+    """How many simulated nodes of which pools, their size, and the kubelet's timings.
+
+    The simulator acts for all its nodes with one identity (the kubeconfig's user): give it the
+    local cluster's admin kubeconfig. A real kubelet authenticates as `system:node:<name>` and
+    the Node authorizer confines it to its own node; the simulator is trusted instead.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGESCALE_SIM_",
+        frozen=True,
+        cli_kebab_case=True,
+        cli_prog_name="python -m bridgescale.simulator",
+    )
+
+    kubeconfig: Path | None = Field(default=None, description="Defaults to $KUBECONFIG.")
+    node_prefix: str = Field(default="sim", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    nodes: int = Field(default=3, ge=0, le=500, description="Nodes of the plain pool.")
+    mig_nodes: int = Field(default=1, ge=0, le=100, description="Nodes with an 80 GB MIG GPU.")
+    shared_gpu_nodes: int = Field(
+        default=1, ge=0, le=100, description="Nodes with a GPU shared by memory capacity."
+    )
+    static_cpu_manager_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="How many plain nodes (the last ones) run the static CPU manager policy.",
+    )
+    node_cpu: str = Field(default="8", description="Allocatable cpu of each node.")
+    node_memory: str = Field(default="32Gi", description="Allocatable memory of each node.")
+    node_pods: int = Field(default=110, ge=1)
+    lease_seconds: int = Field(default=40, ge=10, description="Node lease duration.")
+    node_status_seconds: float = Field(
+        default=60.0, gt=0, description="How often the Ready condition is re-reported."
+    )
+    deferred_retry_initial_seconds: float = Field(
+        default=30.0, gt=0, description="First retry of a deferred resize (upstream: 30 s)."
+    )
+    deferred_retry_seconds: float = Field(
+        default=180.0, gt=0, description="Later retries of deferred resizes (upstream: 3 min)."
+    )
+    actuation_seconds: float = Field(
+        default=0.5, ge=0, description="How long an allocated resize stays in progress."
+    )
+    resync_seconds: float = Field(
+        default=10.0, gt=0, description="How often a failed resize actuation is tried again."
+    )
+    usage_seconds: float = Field(
+        default=5.0, gt=0, description="Step of the usage simulation (OOM kills, throttling)."
+    )
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no /metrics.")
+    metrics_address: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    def pools(self) -> list[tuple[str, Pool, bool]]:
+        """(node name, pool, static CPU manager) for every simulated node."""
+        plain = [
+            (f"{self.node_prefix}-{i}", "plain", i >= self.nodes - self.static_cpu_manager_nodes)
+            for i in range(self.nodes)
+        ]
+        mig = [(f"{self.node_prefix}-mig-{i}", "mig", False) for i in range(self.mig_nodes)]
+        shared = [
+            (f"{self.node_prefix}-shared-{i}", "shared", False)
+            for i in range(self.shared_gpu_nodes)
+        ]
+        return [*plain, *mig, *shared]  # type: ignore[list-item]
+
+
+def settings_from_args(argv: Sequence[str] | None) -> SimulatorSettings:
+    """Settings from command-line flags over the environment and the defaults."""
+    return SimulatorSettings(_cli_parse_args=list(argv) if argv is not None else True)  # type: ignore[call-arg]

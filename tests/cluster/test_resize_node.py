@@ -1,0 +1,235 @@
+"""The node side of in-place resize: deferred resizes, their retry order, infeasible ones, and
+the scheduler seeing a shrunk pod. Each test that counts on free capacity has a node of its own
+and measures what is free on it first, as upstream's e2e tests do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from bridgescale.simulator.resources import CPU, MEMORY, pod_resources, quantity_value
+from tests.cluster.simulation import (
+    Container,
+    Expected,
+    condition,
+    guaranteed,
+    pod_manifest,
+    resize_patch,
+    run_pod,
+    wait_resized,
+)
+from tests.cluster.waiting import eventually
+
+
+def available(api: client.ApiClient, node: str, resource: str, namespace: str) -> tuple[int, int]:
+    """(allocatable, free) on the node for a test in `namespace`: millicores for cpu, bytes for
+    memory. Pods of earlier tests go with their namespaces; wait until they have gone."""
+    core = client.CoreV1Api(api)
+    allocatable = quantity_value(resource, core.read_node(node).status.allocatable[resource])
+
+    def own_pods() -> tuple[list[client.V1Pod]] | None:
+        pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        return None if any(p.metadata.namespace != namespace for p in pods) else (pods,)
+
+    (pods,) = eventually(own_pods, what=f"{node} free of earlier tests")
+    specs = [api.sanitize_for_serialization(pod)["spec"] for pod in pods]
+    used = sum(pod_resources(spec).requests(resource) for spec in specs)
+    return allocatable, allocatable - used
+
+
+def deferred(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition | None:
+    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+    found = condition(pod, "PodResizePending")
+    return found if found and found.reason == "Deferred" else None
+
+
+def wait_deferred(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition:
+    return eventually(lambda: deferred(api, namespace, name), timeout=10, what=f"{name} deferred")
+
+
+def cpu_only(name: str, millis: int) -> Container:
+    """Burstable: cpu requests equal to limits, no memory (upstream's test containers)."""
+    return Container(name, f"{millis}m", f"{millis}m")
+
+
+@pytest.fixture
+def priority_class(api: client.ApiClient, namespace: str) -> Iterator[str]:
+    scheduling = client.SchedulingV1Api(api)
+    name = f"high-{namespace}"
+    scheduling.create_priority_class(
+        {"apiVersion": "scheduling.k8s.io/v1", "metadata": {"name": name}, "value": 1000}
+    )
+    yield name
+    scheduling.delete_priority_class(name)
+
+
+def test_shrinking_a_pod_lets_a_pending_pod_schedule(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    node = "sim-1"
+    _, free = available(api, node, CPU, namespace)
+    big = guaranteed("c1", f"{free - 200}m", "100Mi")
+    run_pod(api, namespace, pod_manifest("big", [big], node=node))
+    core.create_namespaced_pod(namespace, pod_manifest("waiting", [guaranteed(cpu="1")], node=node))
+    unschedulable = eventually(
+        lambda: condition(core.read_namespaced_pod("waiting", namespace), "PodScheduled"),
+        what="the scheduler to report the pod unschedulable",
+    )
+    assert unschedulable.status == "False"
+
+    smaller = guaranteed("c1", f"{free - 1500}m", "100Mi")
+    core.patch_namespaced_pod_resize("big", namespace, resize_patch([smaller]))
+
+    wait_resized(api, namespace, "big", [Expected(smaller)])
+    eventually(
+        lambda: core.read_namespaced_pod("waiting", namespace).status.phase == "Running",
+        what="the pending pod to schedule and run",
+    )
+
+
+def test_deferred_resize_completes_after_another_pod_shrinks(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    node = "sim-2"
+    allocatable, free = available(api, node, CPU, namespace)
+    used_by_others = allocatable - free
+    run_pod(api, namespace, pod_manifest("neighbour", [cpu_only("c1", free // 2)], node=node))
+    run_pod(api, namespace, pod_manifest("growing", [cpu_only("c1", 500)], node=node))
+    wanted = free - free // 2 + 500
+
+    core.patch_namespaced_pod_resize("growing", namespace, resize_patch([cpu_only("c1", wanted)]))
+
+    pending = wait_deferred(api, namespace, "growing")
+    used = used_by_others + free // 2
+    assert pending.message == (
+        f"Node didn't have enough resource: cpu, requested: {wanted}, used: {used}, "
+        f"capacity: {allocatable}"
+    )
+    assert pending.observed_generation == 2
+    status = core.read_namespaced_pod("growing", namespace).status.container_statuses[0]
+    assert status.allocated_resources["cpu"] == "500m"
+
+    shrunk = cpu_only("c1", free // 2 - 600)
+    core.patch_namespaced_pod_resize("neighbour", namespace, resize_patch([shrunk]))
+
+    wait_resized(api, namespace, "neighbour", [Expected(shrunk)])
+    wait_resized(api, namespace, "growing", [Expected(cpu_only("c1", wanted))])
+
+
+def test_deferred_resizes_retry_by_priority_qos_and_age(
+    api: client.ApiClient, simulator: list[str], namespace: str, priority_class: str
+) -> None:
+    """Upstream's deferred-test-2: four deferred resizes of one size, accepted one per freed
+    slot: the high-priority pod first, then the Guaranteed one, then the older of the rest."""
+    core = client.CoreV1Api(api)
+    node = "sim-3"
+    _, free = available(api, node, CPU, namespace)
+    majority, little = 2 * free // 3, free // 16
+    run_pod(api, namespace, pod_manifest("pod1", [cpu_only("c", majority)], node=node))
+    specs = {
+        "pod2": ([cpu_only("c", little)], {"priorityClassName": priority_class}),
+        "pod3": ([guaranteed("c", f"{little}m", "100Mi")], {}),
+        "pod4": ([cpu_only("c", little)], {}),
+        "pod5": ([cpu_only("c", little)], {}),
+    }
+    for name, (containers, extra) in specs.items():
+        run_pod(api, namespace, pod_manifest(name, containers, node=node, **extra))
+    grown = {
+        "pod2": cpu_only("c", majority),
+        "pod3": guaranteed("c", f"{majority}m", "100Mi"),
+        "pod4": cpu_only("c", majority),
+        "pod5": cpu_only("c", majority),
+    }
+    for name in ("pod4", "pod3", "pod2", "pod5"):  # an order the kubelet must not follow
+        core.patch_namespaced_pod_resize(name, namespace, resize_patch([grown[name]]))
+        wait_deferred(api, namespace, name)
+
+    order = ["pod1", "pod2", "pod3", "pod4", "pod5"]
+    for index, deleted in enumerate(order[:-1]):
+        core.delete_namespaced_pod(deleted, namespace)
+        accepted = order[index + 1]
+        wait_resized(api, namespace, accepted, [Expected(grown[accepted])])
+        for name in order[index + 2 :]:
+            assert deferred(api, namespace, name), f"{name} should still be deferred"
+
+
+def test_one_freed_slot_unblocks_a_chain_of_resizes(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    """Upstream's deferred-test-3: deleting pod1 makes room for pod2's resize, whose memory
+    decrease makes room for pod3's, whose cpu decrease makes room for pod4's."""
+    core = client.CoreV1Api(api)
+    node = "sim-1"
+    _, cpu = available(api, node, CPU, namespace)
+    _, memory = available(api, node, MEMORY, namespace)
+    start = Container("c", cpu_request=f"{cpu // 4}m", memory_request=str(memory // 5))
+    for name in ("pod1", "pod2", "pod3", "pod4"):
+        run_pod(api, namespace, pod_manifest(name, [start], node=node))
+    grown = {
+        "pod2": Container("c", cpu_request=f"{cpu // 3}m", memory_request=str(memory // 24)),
+        "pod3": Container("c", cpu_request=f"{cpu // 24}m", memory_request=str(2 * memory // 3)),
+        "pod4": Container(
+            "c", cpu_request=f"{cpu // 2 + cpu // 8}m", memory_request=str(memory // 5)
+        ),
+    }
+    for name, container in grown.items():
+        core.patch_namespaced_pod_resize(name, namespace, resize_patch([container]))
+        wait_deferred(api, namespace, name)
+
+    core.delete_namespaced_pod("pod1", namespace)
+
+    for name, container in grown.items():
+        wait_resized(api, namespace, name, [Expected(container)])
+
+
+def test_reverting_a_deferred_resize_clears_it(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    node = "sim-2"
+    _, free = available(api, node, CPU, namespace)
+    run_pod(api, namespace, pod_manifest("neighbour", [cpu_only("c1", free // 2)], node=node))
+    run_pod(api, namespace, pod_manifest("growing", [cpu_only("c1", 100)], node=node))
+    too_big = cpu_only("c1", free - free // 2 + 100)
+    core.patch_namespaced_pod_resize("growing", namespace, resize_patch([too_big]))
+    wait_deferred(api, namespace, "growing")
+
+    core.patch_namespaced_pod_resize("growing", namespace, resize_patch([cpu_only("c1", 100)]))
+
+    reverted = wait_resized(api, namespace, "growing", [Expected(cpu_only("c1", 100))])
+    assert reverted.metadata.generation == 3
+    assert reverted.status.observed_generation == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "infeasible"),
+    [("cpu", True), ("memory", False)],
+    ids=["cpu change is infeasible", "memory change is accepted"],
+)
+def test_static_cpu_manager_node(
+    api: client.ApiClient, simulator: list[str], namespace: str, change: str, infeasible: bool
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("pinned", [guaranteed(cpu="1")], node="sim-4"))
+    after = guaranteed(cpu="2") if change == "cpu" else guaranteed(cpu="1", memory="300Mi")
+
+    core.patch_namespaced_pod_resize("pinned", namespace, resize_patch([after]))
+
+    if not infeasible:
+        wait_resized(api, namespace, "pinned", [Expected(after)])
+        return
+    pending = eventually(
+        lambda: condition(core.read_namespaced_pod("pinned", namespace), "PodResizePending"),
+        timeout=10,
+        what="PodResizePending",
+    )
+    assert pending.reason == "Infeasible"
+    assert pending.message == (
+        'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'
+    )
+    status = core.read_namespaced_pod("pinned", namespace).status.container_statuses[0]
+    assert status.resources.requests["cpu"] == "1"

@@ -1,0 +1,168 @@
+"""The simulated kubelet's resize decisions, against upstream v1.37.2's rules and messages."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridgescale.simulator.admission import (
+    STATIC_CPU_MANAGER_MESSAGE,
+    Admitted,
+    NodeCapacity,
+    Pending,
+    PendingResize,
+    admit_resize,
+    first_shortage,
+    increases_requests,
+    memory_decrease_error,
+    retry_order,
+)
+from bridgescale.simulator.resources import ContainerResources, PodResources
+
+MI = 1024 * 1024
+NODE = NodeCapacity(cpu_millis=4000, memory_bytes=4 * 1024 * MI, pods=110)
+
+
+def pod(*containers: ContainerResources) -> PodResources:
+    return PodResources(tuple(containers))
+
+
+def guaranteed(cpu: str, memory: str, name: str = "c") -> ContainerResources:
+    both = {"cpu": cpu, "memory": memory}
+    return ContainerResources(name, requests=both, limits=both)
+
+
+def requests(cpu: str, memory: str, name: str = "c") -> ContainerResources:
+    return ContainerResources(name, requests={"cpu": cpu, "memory": memory})
+
+
+def test_qos_classes() -> None:
+    assert pod(guaranteed("1", "1Gi")).qos_class() == "Guaranteed"
+    assert pod(requests("1", "1Gi")).qos_class() == "Burstable"
+    assert pod(ContainerResources("c")).qos_class() == "BestEffort"
+    limits_only = ContainerResources("c", limits={"cpu": "1", "memory": "1Gi"})
+    assert limits_only.request("cpu") == 1000
+    assert pod(limits_only).qos_class() == "Guaranteed"
+
+
+def test_pod_requests_count_sidecars_and_the_largest_init_container() -> None:
+    sidecar = ContainerResources("s", "sidecar", requests={"cpu": "100m"})
+    init = ContainerResources("i", "init", requests={"cpu": "2"})
+    regular = ContainerResources("c", requests={"cpu": "500m"})
+    assert pod(sidecar, regular).requests("cpu") == 600
+    assert pod(sidecar, init, regular).requests("cpu") == 2100
+    assert pod(init, sidecar, regular).requests("cpu") == 2000
+
+
+def test_shortage_message_is_upstreams() -> None:
+    others = [pod(requests("2", "1Gi"))]
+    message = first_shortage(NODE, pod(requests("5", "1Gi")), others)
+    assert message == (
+        "Node didn't have enough resource: cpu, requested: 5000, used: 2000, capacity: 4000"
+    )
+    assert first_shortage(NODE, pod(requests("1", "3500Mi")), others) == (
+        "Node didn't have enough resource: memory, requested: 3670016000, used: 1073741824, "
+        "capacity: 4294967296"
+    )
+
+
+def test_static_cpu_manager_makes_a_guaranteed_cpu_change_infeasible() -> None:
+    static = NodeCapacity(4000, 4 * 1024 * MI, 110, static_cpu_manager=True)
+    before = pod(guaranteed("1", "1Gi"))
+    assert admit_resize(static, pod(guaranteed("2", "1Gi")), before, []) == Pending(
+        "Infeasible", STATIC_CPU_MANAGER_MESSAGE
+    )
+    assert admit_resize(static, pod(guaranteed("1", "2Gi")), before, []) == Admitted()
+    burstable = pod(requests("1", "1Gi"))
+    assert admit_resize(static, pod(requests("2", "1Gi")), burstable, []) == Admitted()
+
+
+def test_infeasible_is_decided_before_capacity() -> None:
+    static = NodeCapacity(4000, 4 * 1024 * MI, 110, static_cpu_manager=True)
+    others = [pod(requests("3", "1Gi"))]
+    verdict = admit_resize(static, pod(guaranteed("2", "1Gi")), pod(guaranteed("1", "1Gi")), others)
+    assert isinstance(verdict, Pending)
+    assert verdict.reason == "Infeasible"
+
+
+millis = st.integers(min_value=1, max_value=6000)
+
+
+@given(st.lists(millis, max_size=5), millis)
+def test_admitted_exactly_when_the_pod_fits_what_others_left(
+    others: list[int], wanted: int
+) -> None:
+    allocated = [pod(requests(f"{m}m", "1Mi", name=f"c{i}")) for i, m in enumerate(others)]
+    verdict = admit_resize(
+        NODE, pod(requests(f"{wanted}m", "1Mi")), pod(requests("1m", "1Mi")), allocated
+    )
+    fits = wanted <= NODE.cpu_millis - sum(others) and len(others) + 1 <= NODE.pods
+    fits = fits and (len(others) + 1) * MI <= NODE.memory_bytes
+    assert isinstance(verdict, Admitted) == fits
+    if not fits:
+        assert isinstance(verdict, Pending)
+        assert verdict.reason == "Deferred"
+
+
+pending_resizes = st.lists(
+    st.builds(
+        PendingResize,
+        uid=st.uuids().map(str),
+        increasing=st.booleans(),
+        priority=st.integers(-10, 10),
+        guaranteed=st.booleans(),
+        pending_since=st.none() | st.floats(0, 1000),
+    ),
+    max_size=12,
+    unique_by=lambda r: r.uid,
+)
+
+
+@given(pending_resizes)
+def test_retry_order_is_upstreams(resizes: list[PendingResize]) -> None:
+    by_uid = {r.uid: r for r in resizes}
+    ordered = [by_uid[uid] for uid in retry_order(resizes)]
+
+    assert sorted(r.uid for r in ordered) == sorted(by_uid)
+    for first, second in itertools.pairwise(ordered):
+        if first.increasing != second.increasing:
+            assert not first.increasing  # non-increasing resizes first
+        elif first.priority != second.priority:
+            assert first.priority > second.priority
+        elif first.guaranteed != second.guaranteed:
+            assert first.guaranteed
+        elif second.pending_since is not None:
+            assert first.pending_since is not None
+            assert first.pending_since <= second.pending_since
+
+
+def test_increasing_requests() -> None:
+    assert increases_requests(pod(requests("2", "1Gi")), pod(requests("1", "2Gi")))
+    assert not increases_requests(pod(requests("1", "1Gi")), pod(requests("2", "2Gi")))
+
+
+def test_memory_limit_below_usage_fails_with_the_runtimes_message() -> None:
+    current, desired = pod(guaranteed("1", "200Mi")), pod(guaranteed("1", "100Mi"))
+    error = memory_decrease_error(current, desired, {"c": 120 * MI})
+    assert error == (
+        "cannot decrease memory limits: [attempting to set pod memory limit (104857600) below "
+        'current usage (125829120), attempting to set container "c" memory limit (104857600) '
+        "below current usage (125829120)]"
+    )
+    assert memory_decrease_error(current, pod(guaranteed("1", "150Mi")), {"c": 120 * MI}) is None
+    assert memory_decrease_error(current, pod(guaranteed("1", "300Mi")), {"c": 250 * MI}) is None
+
+
+def test_memory_limit_check_without_a_pod_limit_names_the_container_only() -> None:
+    limited = ContainerResources("c", requests={"memory": "50Mi"}, limits={"memory": "200Mi"})
+    unlimited = ContainerResources("d", requests={"memory": "50Mi"})
+    lowered = ContainerResources("c", requests={"memory": "50Mi"}, limits={"memory": "100Mi"})
+    error = memory_decrease_error(
+        pod(limited, unlimited), pod(lowered, unlimited), {"c": 120 * MI, "d": 10 * MI}
+    )
+    assert error == (
+        'cannot decrease memory limits: attempting to set container "c" memory limit (104857600) '
+        "below current usage (136314880)"
+    )
