@@ -78,13 +78,18 @@ class Cluster(Protocol):
 
 
 class UsageSource(Protocol):
-    """Recent usage per container of a pod, keyed by container name."""
+    """Recent usage per container of a pod, keyed by container name; `refresh` once a pass."""
+
+    def refresh(self) -> None: ...
 
     def usage(self, namespace: str, pod: str) -> Mapping[str, Usage]: ...
 
 
 class NoUsage:
-    """No usage known: downscales are bounded by the step limit only."""
+    """No usage known: memory downscales are bounded by the step limit only."""
+
+    def refresh(self) -> None:
+        pass
 
     def usage(self, namespace: str, pod: str) -> Mapping[str, Usage]:
         return {}

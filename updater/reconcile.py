@@ -134,6 +134,7 @@ class Reconciler:
 
     def run_pass(self) -> list[Action]:
         actions: list[Action] = []
+        self.usage.refresh()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
@@ -290,34 +291,42 @@ class Reconciler:
 
     # --- outcomes ---------------------------------------------------------------------------
 
-    def _observe_settled(self, pod: Pod) -> None:
+    def _observe_settled(self, pod: Pod) -> bool:
+        """Count a resize this updater made once the kubelet has applied it; True when the
+        kubelet has answered (applied, or Deferred, Infeasible, Error)."""
         started = self.in_flight.resizes.get(pod.uid)
         if started is None:
-            return
+            return True
         _, _, generation, at = started
-        settled = resize_outcome(pod).state is ResizeState.SETTLED
-        if settled and (pod.observed_generation or 0) >= generation and applied_matches(pod):
+        if (pod.observed_generation or 0) < generation:
+            return False
+        state = resize_outcome(pod).state
+        if state is ResizeState.SETTLED and applied_matches(pod):
             self.metrics.resize_pending.observe((self.clock() - at).total_seconds())
             self.metrics.resizes.labels("Settled").inc()
             del self.in_flight.resizes[pod.uid]
+            return True
+        return state in {ResizeState.DEFERRED, ResizeState.INFEASIBLE, ResizeState.ERROR}
 
     def settle(self, timeout: dt.timedelta, poll_seconds: float = 1.0) -> bool:
-        """Wait until the resizes and evictions this updater started are done; False on
-        timeout."""
+        """Wait until the kubelet has answered each resize this updater started (applied it, or
+        said Deferred, Infeasible or Error: the next pass acts on that) and each evicted pod is
+        replaced; False on timeout."""
         deadline = time.monotonic() + timeout.total_seconds()
         while True:
+            answered = set()
             for uid, (namespace, name, _, _) in list(self.in_flight.resizes.items()):
                 raw = self.cluster.get_pod(namespace, name)
                 pod = readable(raw) if raw else None
                 if pod is None or isinstance(pod, str) or pod.uid != uid:
                     del self.in_flight.resizes[uid]
-                else:
-                    self._observe_settled(pod)
+                elif self._observe_settled(pod):
+                    answered.add(uid)
             for uid, (key, before) in list(self.in_flight.evictions.items()):
                 restore_saved_pods(self.cluster, key.namespace)
                 if self._replaced(key, uid, before):
                     del self.in_flight.evictions[uid]
-            if not (self.in_flight.resizes or self.in_flight.evictions):
+            if set(self.in_flight.resizes) <= answered and not self.in_flight.evictions:
                 return True
             if time.monotonic() > deadline:
                 return False

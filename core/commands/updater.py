@@ -21,6 +21,7 @@ from bridgescale.policy import parse_duration
 from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.reconcile import Action, Reconciler
 from bridgescale.updater.settings import UpdaterSettings
+from bridgescale.updater.usage import ScrapedUsage
 from bridgescale.updater.webhook import WebhookServer
 
 logger = logging.getLogger("bridgescale.updater")
@@ -50,6 +51,11 @@ def register(commands: Any) -> None:
         "--webhook-url",
         help="the URL the API server calls; when unset, the webhook is registered on loopback "
         "at --webhook-port (outside a cluster, as against `bridgescale dev up`)",
+    )
+    parser.add_argument(
+        "--usage-metrics-url",
+        help="a cAdvisor / kube-state-metrics style /metrics to read working sets, throttling and "
+        "OOM kills from (unset: memory downscales are bounded by the step limit only)",
     )
     parser.add_argument(
         "--lease-namespace", default="", help="leader election on a Lease there (empty: none)"
@@ -94,7 +100,8 @@ def run(arguments: argparse.Namespace) -> int:
         if arguments.webhook and not arguments.dry_run:
             webhook = _serve_webhook(arguments, api)
         cluster = KubeCluster(api, instance=identity)
-        reconciler = Reconciler(cluster, settings, metrics, dry_run=arguments.dry_run)
+        usage = ScrapedUsage(arguments.usage_metrics_url) if arguments.usage_metrics_url else None
+        reconciler = Reconciler(cluster, settings, metrics, usage=usage, dry_run=arguments.dry_run)
         try:
             if arguments.once:
                 return _once(reconciler, settings)

@@ -27,8 +27,8 @@ from bridgescale.updater.ports import RawObject, Refused
 from bridgescale.updater.reconcile import Action, Reconciler
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import ContainerChange, Resize
+from tests.cluster.waiting import eventually
 
-from .test_control_plane import eventually
 from .updater_support import (
     UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
@@ -141,7 +141,7 @@ def test_a_stale_resource_version_is_refused_then_reread_and_retried(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, node: str
 ) -> None:
     core = client.CoreV1Api(api)
-    core.create_namespaced_pod(bridges, bare_pod("bridge-0"))
+    core.create_namespaced_pod(bridges, bare_pod("bridge-0", node))
     run_on_node(api, bridges, "bridge-0", node)
     stale = pod_from_json(
         api.sanitize_for_serialization(core.read_namespaced_pod("bridge-0", bridges))
@@ -174,7 +174,7 @@ def test_deferred_past_the_timeout_recreates_once_at_the_recommended_size(
     local_cluster: LocalEnvironment, api: client.ApiClient, updater_kubeconfig: Path, bridges: str,
     node: str,
 ) -> None:  # fmt: skip
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment("bridge"))
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment("bridge", node))
     old = _only_pod(api, bridges)
     run_on_node(api, bridges, old.metadata.name, node)
     recommend(api, bridges, "Deployment", "bridge", {"cpu": "2", "memory": "512Mi"})

@@ -12,8 +12,7 @@ from kubernetes import client
 
 from bridgescale import kube
 from bridgescale.localcluster.settings import find_project_root
-
-from .test_control_plane import eventually
+from tests.cluster.waiting import eventually
 
 T = TypeVar("T")
 GROUP, VERSION, PLURAL = "bridgescale.dev", "v1alpha1", "resourcerecommendations"
@@ -44,8 +43,12 @@ def opt_in(api: client.ApiClient, namespace: str) -> None:
 
 
 def create_node(api: client.ApiClient, name: str, cpu: str = "8", memory: str = "16Gi") -> None:
+    """A node no simulator runs: the tests write its pods' status themselves."""
     core = client.CoreV1Api(api)
-    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    labels = {"kubernetes.io/hostname": name}
+    core.create_node(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+    )
     capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
     core.patch_node_status(name, {"status": {"capacity": capacity, "allocatable": capacity}})
 
@@ -63,18 +66,17 @@ def container(name: str, cpu: str, memory: str, *, limit_cpu: str | None = None)
     }
 
 
-def bare_pod(
-    name: str, cpu: str = "500m", memory: str = "256Mi", **metadata: Any
-) -> dict[str, Any]:
+def bare_pod(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str, Any]:
+    """A Guaranteed bridge pod placed on `node` directly (no scheduler, no simulator)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}, **metadata},
-        "spec": {"containers": [container("router", cpu, memory)]},
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [container("router", cpu, memory)]},
     }
 
 
-def deployment(name: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str, Any]:
+def deployment(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -84,7 +86,10 @@ def deployment(name: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [container("router", cpu, memory)]},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [container("router", cpu, memory)],
+                },
             },
         },
     }
@@ -114,7 +119,7 @@ def running_bare_pod(
 ) -> str:
     """A bare bridge pod running on `node`, recommended `target`; its uid."""
     core = client.CoreV1Api(api)
-    core.create_namespaced_pod(namespace, bare_pod("bridge-0"))
+    core.create_namespaced_pod(namespace, bare_pod("bridge-0", node))
     run_on_node(api, namespace, "bridge-0", node)
     recommend(api, namespace, "Pod", "bridge-0", target)
     return str(core.read_namespaced_pod("bridge-0", namespace).metadata.uid)
