@@ -16,6 +16,7 @@ from bridgescale.logs import ObjectLogger
 from bridgescale.policy import UpdateMode, WorkloadPolicy, policy_from_annotations
 from bridgescale.updater.admission import Sizing, initial_requests
 from bridgescale.updater.apply import (
+    RecreateOutcome,
     RecreateResult,
     ResizeResult,
     apply_resize,
@@ -34,10 +35,16 @@ from bridgescale.updater.decide import (
     decide,
     resize_outcome,
 )
+from bridgescale.updater.gpu import (
+    ClaimSwap,
+    plan_claim_swaps,
+    slices_can_hold,
+    unused_templates,
+)
 from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.placement import WorkloadKey, workload_of
 from bridgescale.updater.pods import SIZED, Pod, Sized
-from bridgescale.updater.ports import Cluster, NoUsage, UsageSource
+from bridgescale.updater.ports import Cluster, NoUsage, Refused, UsageSource
 from bridgescale.updater.recommendations import (
     Recommendation,
     RecommendationProblem,
@@ -72,6 +79,7 @@ class Planned:
     decision: Decision
     recommendation: Recommendation
     policy: WorkloadPolicy
+    swaps: tuple[ClaimSwap, ...] = ()
 
     @property
     def order(self) -> int:
@@ -186,11 +194,41 @@ class Reconciler:
             recreating = any(_disrupted(raw) for _, raw in members)
             for pod, raw in members:
                 decision = self._decide(pod, recommendation, policy)
+                swaps = self._claim_swaps(key, pod, raw, recommendation, decision)
+                if swaps and policy.mode is UpdateMode.IN_PLACE_OR_RECREATE:
+                    message = "; ".join(swap.describe() for swap in swaps)
+                    decision = Recreate(RecreateReason.CLAIM_SWAP, message)
+                elif swaps:
+                    mode = policy.mode.value
+                    decision = Wait(f"gpu-memory needs a new claim; mode {mode} never recreates")
                 if isinstance(decision, Recreate) and recreating:
                     decision = Wait("another pod of this workload is being recreated")
                 recreating = recreating or isinstance(decision, Recreate)
-                planned.append(Planned(key, pod, raw, decision, recommendation, policy))
+                item = Planned(key, pod, raw, decision, recommendation, policy, tuple(swaps))
+                planned.append(item)
+        self._clean_templates(namespace)
         return planned
+
+    def _claim_swaps(
+        self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], recommendation: Recommendation,
+        decision: Decision,
+    ) -> list[ClaimSwap]:  # fmt: skip
+        if not pod.claim_templates or isinstance(decision, Recreate) or pod.terminating:
+            return []
+        if pod.phase != "Running":
+            return []
+        templates = self.cluster.claim_templates_in(pod.namespace)
+        slices = self.cluster.list_slices()
+        return plan_claim_swaps(raw, recommendation, templates, slices, (key.kind, key.name))
+
+    def _clean_templates(self, namespace: str) -> None:
+        """Delete the claim templates the updater made that nothing uses any more."""
+        if self.dry_run:
+            return
+        templates = self.cluster.claim_templates_in(namespace).values()
+        for name in unused_templates(templates, self.cluster.list_pods(namespace)):
+            logger.info("deleting unused ResourceClaimTemplate %s/%s", namespace, name)
+            self.cluster.delete_claim_template(namespace, name)
 
     def _decide(self, pod: Pod, recommendation: Recommendation, policy: WorkloadPolicy) -> Decision:
         self._observe_settled(pod)
@@ -263,11 +301,15 @@ class Reconciler:
             if (known := readable(raw)) and not isinstance(known, str)
             and workload_of(known) == item.key
         )  # fmt: skip
-        sizing = Sizing(item.recommendation, item.policy)
-        outcome = recreate(self.cluster, pod, item.raw, wanted, sizing)
+        outcome = self._swap_claims(item)
+        if outcome is None:
+            templates = self.cluster.claim_templates(item.key)
+            sizing = Sizing(item.recommendation, item.policy, claim_templates=templates)
+            outcome = recreate(self.cluster, pod, item.raw, wanted, sizing)
         action = Action(pod.key, str(item.key), "Recreate", outcome.result.value)
         if outcome.result is RecreateResult.EVICTED:
             self.metrics.recreations.labels(decision.reason.value).inc()
+            self.metrics.claim_swaps.inc(len(item.swaps))
             self.in_flight.evictions[pod.uid] = (item.key, before)
             note = f"recreating ({decision.reason.value}: {decision.message})"
             log.info("%s: %s", pod.name, note)
@@ -288,6 +330,22 @@ class Reconciler:
             log.warning("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "RecreateDeferred", note, warning=True)
         return action
+
+    def _swap_claims(self, item: Planned) -> RecreateOutcome | None:
+        """Create the new claim templates once the slices can hold them; an outcome when not."""
+        if not item.swaps:
+            return None
+        slices, claims = self.cluster.list_slices(), self.cluster.list_claims()
+        for swap in item.swaps:
+            if not slices_can_hold(swap.request, slices, claims, item.pod.uid):
+                message = f"no device in the ResourceSlices can hold {swap.describe()}"
+                return RecreateOutcome(RecreateResult.NO_ROOM, message)
+        for swap in item.swaps:
+            created = self.cluster.create_claim_template(item.pod.namespace, swap.template)
+            if isinstance(created, Refused):
+                return RecreateOutcome(RecreateResult.REFUSED, f"new claim template: {created}")
+            logger.info("created ResourceClaimTemplate %s for %s", created, swap.describe())
+        return None
 
     # --- outcomes ---------------------------------------------------------------------------
 

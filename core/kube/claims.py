@@ -8,18 +8,12 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from bridgescale.kube import Conflict, NotFound, api_errors
-
-WORKLOAD_LABEL = "bridgescale.dev/workload"  # <Kind>.<name>
-POD_CLAIM_LABEL = "bridgescale.dev/pod-claim"
+from bridgescale.kube import NotFound, api_errors
+from bridgescale.updater.gpu import POD_CLAIM_LABEL, WORKLOAD_LABEL, workload_label
 
 
 def _plain(api: client.ApiClient, obj: object) -> dict[str, Any]:
     return cast(dict[str, Any], api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
-
-
-def workload_label(kind: str, name: str) -> str:
-    return f"{kind}.{name}"[:63]
 
 
 def swapped_templates(
@@ -40,28 +34,20 @@ def swapped_templates(
     return {claim: template for claim, (_, template) in newest.items()}
 
 
-def get_template(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        with api_errors():
-            found = client.ResourceV1Api(api).read_namespaced_resource_claim_template(
-                name, namespace
-            )
-    except NotFound:
-        return None
-    return _plain(api, found)
+def list_templates(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    with api_errors():
+        found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(namespace)
+    return [_plain(api, t) for t in found.items]
 
 
-def create_template(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> bool:
-    """Create a ResourceClaimTemplate; False when one of that name exists already."""
-    try:
-        with api_errors():
-            client.ResourceV1Api(api).create_namespaced_resource_claim_template(
-                namespace,
-                body,  # type: ignore[arg-type]
-            )
-    except Conflict:
-        return False
-    return True
+def create_template(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
+    """Create a ResourceClaimTemplate (its name may be generated); the name it got."""
+    with api_errors():
+        created = client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+            namespace,
+            body,  # type: ignore[arg-type]
+        )
+    return str(_plain(api, created)["metadata"]["name"])
 
 
 def delete_template(api: client.ApiClient, namespace: str, name: str) -> None:

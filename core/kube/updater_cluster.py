@@ -96,6 +96,24 @@ class KubeCluster:
     def claim_templates(self, workload: WorkloadKey) -> Mapping[str, str]:
         return claims.swapped_templates(self.api, workload.namespace, workload.kind, workload.name)
 
+    def claim_templates_in(self, namespace: str) -> dict[str, RawObject]:
+        return {t["metadata"]["name"]: t for t in claims.list_templates(self.api, namespace)}
+
+    def create_claim_template(self, namespace: str, body: RawObject) -> str | Refused:
+        try:
+            return claims.create_template(self.api, namespace, body)
+        except KubeError as error:
+            return _refused(error)
+
+    def delete_claim_template(self, namespace: str, name: str) -> None:
+        claims.delete_template(self.api, namespace, name)
+
+    def list_slices(self) -> list[RawObject]:
+        return claims.list_slices(self.api)
+
+    def list_claims(self) -> list[RawObject]:
+        return claims.list_claims(self.api)
+
     def save_pod(self, namespace: str, name: str, uid: str, manifest: RawObject) -> None:
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(

@@ -13,6 +13,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from bridgescale import kube
+from bridgescale.kube import admission
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.quantity import MiB, parse
@@ -20,19 +21,23 @@ from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.reconcile import Action, Reconciler
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.usage import ScrapedUsage
+from bridgescale.updater.webhook import WebhookServer
 from tests.cluster.conftest import SIMULATOR_METRICS_PORT
 from tests.cluster.simulation import (
     Expected,
     condition,
     guaranteed,
+    is_running,
     pod_manifest,
     run_pod,
     wait_resized,
 )
+from tests.cluster.test_dra import allocation, claim_template, gpu_pod, mig
 from tests.cluster.updater_support import (
     UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
     apply_updater_rbac,
+    deployment_of,
     opt_in,
     recommend,
 )
@@ -128,3 +133,58 @@ def test_memory_downscale_never_sets_a_limit_below_usage(
     pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges)
     assert condition(pod, "PodResizeInProgress") is None
     assert pod.status.container_statuses[0].restart_count == 0
+
+
+@pytest.fixture
+def webhook(api: client.ApiClient, as_updater: client.ApiClient) -> Iterator[WebhookServer]:
+    """The updater's admission webhook, served on loopback and registered, as `updater` does."""
+    server = WebhookServer(KubeCluster(as_updater))
+    server.start()
+    url = f"https://127.0.0.1:{server.port}/mutate"
+    admission.register_webhook(as_updater, url, server.ca_bundle)
+    yield server
+    client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(admission.NAME)
+    server.stop()
+
+
+def _running_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    return [p for p in pods if p.metadata.deletion_timestamp is None and is_running(p)]
+
+
+def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
+    return str(allocation(api, namespace, pod).device)
+
+
+def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+        bridges, claim_template("mig-1g", mig("1g.10gb"))
+    )
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
+    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    assert _device(api, bridges, old).startswith("gpu-0-1g-10gb-")
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Recreate", "Evicted")]
+    assert reconciler.settle(dt.timedelta(seconds=60))
+    new = eventually(
+        lambda: [p for p in _running_pods(api, bridges) if p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement pod running",
+    )[0]
+
+    template = new.spec.resource_claims[0].resource_claim_template_name
+    print(f"replacement {new.metadata.name} uses template {template}")
+    assert template.startswith("pointcloud-gpu-20480mi-")
+    assert _device(api, bridges, new).startswith("gpu-0-2g-20gb-")
+    assert _mine(reconciler.run_pass(), bridges) == [("Skip", "requests match the recommendation")]
+    registry = reconciler.metrics.registry
+    recreations = {"reason": "ClaimSwap"}
+    assert registry.get_sample_value("bridgescale_updater_recreations_total", recreations) == 1
+    assert registry.get_sample_value("bridgescale_updater_claim_swaps_total") == 1

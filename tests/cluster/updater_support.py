@@ -76,7 +76,8 @@ def bare_pod(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -> 
     }
 
 
-def deployment(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str, Any]:
+def deployment_of(name: str, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment of one replica of `pod_spec`."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -84,19 +85,27 @@ def deployment(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "containers": [container("router", cpu, memory)],
-                },
-            },
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
         },
     }
 
 
+def deployment(name: str, node: str, cpu: str = "500m", memory: str = "256Mi") -> dict[str, Any]:
+    """A Guaranteed bridge Deployment kept on `node`."""
+    spec = {
+        "nodeSelector": {"kubernetes.io/hostname": node},
+        "containers": [container("router", cpu, memory)],
+    }
+    return deployment_of(name, spec)
+
+
 def recommend(
-    api: client.ApiClient, namespace: str, kind: str, name: str, target: dict[str, str]
+    api: client.ApiClient,
+    namespace: str,
+    kind: str,
+    name: str,
+    target: dict[str, str],
+    container: str = "router",
 ) -> None:
     custom = client.CustomObjectsApi(api)
     body = {
@@ -106,9 +115,8 @@ def recommend(
         "spec": {"targetRef": {"apiVersion": "v1", "kind": kind, "name": name}},
     }
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    status = {
-        "status": {"containerRecommendations": [{"containerName": "router", "target": target}]}
-    }
+    recommendation = {"containerName": container, "target": target}
+    status = {"status": {"containerRecommendations": [recommendation]}}
     custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, body["metadata"]["name"], status
     )
