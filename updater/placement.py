@@ -63,6 +63,8 @@ def node_with_room(
 ) -> str | None:
     """A schedulable node whose allocatable, less what its other pods request, holds `wanted`
     (the pod being replaced counts as gone)."""
+    # TODO(a scheduling simulation of the replacement): node selectors, affinity and taints are
+    # not considered, so this can find room the scheduler would not use.
     used: dict[str, dict[Sized, float]] = {}
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName")

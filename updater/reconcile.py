@@ -333,6 +333,8 @@ class Reconciler:
 
     def _swap_claims(self, item: Planned) -> RecreateOutcome | None:
         """Create the new claim templates once the slices can hold them; an outcome when not."""
+        # TODO(recommendations carry a forecast of quiet hours): the swap recreates the pod at
+        # once rather than at the quietest forecast moment before a deadline.
         if not item.swaps:
             return None
         slices, claims = self.cluster.list_slices(), self.cluster.list_claims()

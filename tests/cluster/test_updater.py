@@ -17,7 +17,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from bridgescale import kube
-from bridgescale.kube import admission, updater_events
+from bridgescale.kube import admission, updater_events, updater_lease
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.updater.apply import ResizeResult, apply_resize
@@ -193,9 +193,8 @@ def test_deferred_past_the_timeout_recreates_once_at_the_recommended_size(
 
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "bridgescale", "updater", "--once", "--deferral-timeout", "5m",
-             "--kubeconfig", str(updater_kubeconfig)],
-            capture_output=True, text=True, timeout=120, check=False, env={**os.environ},
+            _updater(updater_kubeconfig, "--deferral-timeout", "5m"),
+            capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         print(done.stdout, done.stderr)
         assert done.returncode == 0
@@ -247,30 +246,64 @@ def test_a_budget_that_allows_no_disruption_blocks_the_fallback(
     print(blocked[0]["note"])
 
 
-def test_a_bare_pod_comes_back_after_a_crash_between_eviction_and_creation(
-    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, node: str
+def _updater(kubeconfig: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "bridgescale", "updater", "--once", "--kubeconfig",
+            str(kubeconfig), *flags]  # fmt: skip
+
+
+def test_a_bare_pod_comes_back_after_the_updater_is_killed_between_eviction_and_creation(
+    api: client.ApiClient, updater_kubeconfig: Path, bridges: str, node: str
 ) -> None:
     core = client.CoreV1Api(api)
     old_uid = running_bare_pod(api, bridges, node, {"cpu": "2", "memory": "256Mi"})
     report(api, bridges, "bridge-0", pending="Infeasible")
+    saved = "bridgescale.dev/saved-pod=true"
 
-    first = _reconciler(as_updater)
-    assert _mine(first.run_pass(), bridges) == [("Recreate", "Evicted")]
-    del first  # the updater crashes here, before the pod is gone and created again
+    first = subprocess.Popen(_updater(updater_kubeconfig, "--no-webhook"))
+    try:
+        eventually(
+            lambda: core.read_namespaced_pod("bridge-0", bridges).metadata.deletion_timestamp,
+            what="the eviction",
+        )
+        assert core.list_namespaced_config_map(bridges, label_selector=saved).items
+    finally:
+        first.kill()  # the updater dies while it waits for the pod to go
+        first.wait()
     core.delete_namespaced_pod("bridge-0", bridges, grace_period_seconds=0)  # the kubelet's part
-    eventually(
-        lambda: (
-            not [p for p in core.list_namespaced_pod(bridges).items if p.metadata.uid == old_uid]
-        ),
-        what="the evicted pod to be gone",
-    )
 
-    _reconciler(as_updater).run_pass()  # a new updater process
+    def gone() -> bool:
+        return old_uid not in {p.metadata.uid for p in core.list_namespaced_pod(bridges).items}
 
+    eventually(gone, what="the evicted pod to be gone")
+
+    second = subprocess.run(_updater(updater_kubeconfig, "--no-webhook"), timeout=120, check=False)
+
+    assert second.returncode == 0
     pod = core.read_namespaced_pod("bridge-0", bridges)
     assert pod.metadata.uid != old_uid
     assert pod.spec.containers[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
-    saved = core.list_namespaced_config_map(
-        bridges, label_selector="bridgescale.dev/saved-pod=true"
-    )
-    assert saved.items == []
+    assert core.list_namespaced_config_map(bridges, label_selector=saved).items == []
+
+
+def test_dry_run_decides_and_writes_nothing(
+    api: client.ApiClient, updater_kubeconfig: Path, bridges: str, node: str
+) -> None:
+    running_bare_pod(api, bridges, node, {"cpu": "1", "memory": "512Mi"})
+
+    done = subprocess.run(
+        _updater(updater_kubeconfig, "--dry-run"), capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0
+    assert f"{bridges}/bridge-0\tPod {bridges}/bridge-0\tResize\tdry run" in done.stdout
+    assert client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges).metadata.generation == 1
+    assert _reasons(api, bridges, "bridge-0") == []
+
+
+def test_one_replica_leads_at_a_time(as_updater: client.ApiClient) -> None:
+    lease = f"updater-test-{os.getpid()}"
+
+    assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
+    assert not updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "b", duration_seconds=30)
+    assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)

@@ -188,3 +188,59 @@ def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
     recreations = {"reason": "ClaimSwap"}
     assert registry.get_sample_value("bridgescale_updater_recreations_total", recreations) == 1
     assert registry.get_sample_value("bridgescale_updater_claim_swaps_total") == 1
+
+
+def _free_cpu(api: client.ApiClient, node: str) -> float:
+    allocatable = client.CoreV1Api(api).read_node(node).status.allocatable["cpu"]
+    pods = (
+        client.CoreV1Api(api)
+        .list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+        .items
+    )
+    used = 0.0
+    for pod in pods:
+        if str(pod.status.phase) not in {"Succeeded", "Failed"}:
+            for c in pod.spec.containers:
+                used += parse((c.resources.requests or {}).get("cpu", "0"), "cpu")
+    return parse(allocatable, "cpu") - used
+
+
+def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_size(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    core = client.CoreV1Api(api)
+    spec = pod_manifest("bridge", [guaranteed("router", "1", "256Mi")])["spec"]
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment_of("bridge", spec))
+    old = eventually(lambda: _running_pods(api, bridges), what="the bridge running")[0]
+    node = old.spec.node_name
+    filler = f"{_free_cpu(api, node):.3f}"  # the rest of the node: a larger bridge must wait
+    run_pod(api, bridges, pod_manifest("filler", [guaranteed("filler", filler, "64Mi")], node))
+    recommend(api, bridges, "Deployment", "bridge", {"cpu": "2", "memory": "256Mi"})
+    settings = UpdaterSettings(deferral_timeout=dt.timedelta(seconds=3))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+    deferred = eventually(
+        lambda: condition(core.read_namespaced_pod(old.metadata.name, bridges), "PodResizePending"),
+        what="the simulated kubelet to defer the resize",
+    )
+    assert deferred.reason == "Deferred"
+    eventually(
+        lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+        timeout=30,
+        what="the deferral timeout to pass and the pod to be evicted",
+    )
+    new = eventually(
+        lambda: [p for p in _running_pods(api, bridges) if p.metadata.name.startswith("bridge-")
+                 and p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement running",
+    )[0]  # fmt: skip
+
+    assert new.spec.node_name != node
+    assert new.spec.containers[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
+    assert new.status.container_statuses[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
+    registry = reconciler.metrics.registry
+    reason = {"reason": "DeferredTimeout"}
+    assert registry.get_sample_value("bridgescale_updater_recreations_total", reason) == 1
+    assert ("Recreate", "Evicted") not in _mine(reconciler.run_pass(), bridges)
