@@ -307,3 +307,37 @@ def test_one_replica_leads_at_a_time(as_updater: client.ApiClient) -> None:
     assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
     assert not updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "b", duration_seconds=30)
     assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
+
+
+def test_the_service_leads_on_its_lease_and_acts_on_a_pod_change(
+    api: client.ApiClient, updater_kubeconfig: Path, bridges: str, node: str
+) -> None:
+    core = client.CoreV1Api(api)
+    command = _updater(updater_kubeconfig, "--lease-namespace", UPDATER_NAMESPACE)
+    command.remove("--once")
+    service = subprocess.Popen(command)
+    try:
+        coordination = client.CoordinationV1Api(api)
+
+        def holder() -> str | None:
+            leases = coordination.list_namespaced_lease(UPDATER_NAMESPACE).items
+            found = [x for x in leases if x.metadata.name == "bridgescale-updater"]
+            return found[0].spec.holder_identity if found else None
+
+        eventually(holder, what="the updater to take its Lease")
+        running_bare_pod(api, bridges, node, {"cpu": "1", "memory": "512Mi"})
+        resized = eventually(
+            lambda: core.read_namespaced_pod("bridge-0", bridges).metadata.generation == 2,
+            timeout=30,
+            what="the updater to resize the new pod",
+        )
+        assert resized
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+        registrations = client.AdmissionregistrationV1Api(api)
+        if any(
+            w.metadata.name == admission.NAME
+            for w in registrations.list_mutating_webhook_configuration().items
+        ):
+            registrations.delete_mutating_webhook_configuration(admission.NAME)
