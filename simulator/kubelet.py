@@ -150,6 +150,8 @@ class PodWorker:
             self._update(self.pods[uid], event.body)
 
     def _admit(self, body: Body) -> None:
+        # TODO(pods bound past the scheduler are needed): check the new pod fits, as the
+        # kubelet's admission does (OutOfcpu, OutOfmemory); the real scheduler ensures it here.
         record = new_record(body, self._clock())
         with self.lock:
             self.pods[record.uid] = record
@@ -171,6 +173,9 @@ class PodWorker:
         for runtime in record.containers.values():
             runtime.started = now
         self._write_status(record)
+        if not record.desired.same_as(record.allocated):  # resized while it waited
+            self._push_pending_resize(record.uid)
+            self._retry_pending_resizes("pods added")
 
     def _prepared_devices(self, record: PodRecord) -> list[dra.AllocatedDevice] | None:
         """The devices of the pod's claims, or None while one is not ready for it."""
@@ -369,6 +374,9 @@ class PodWorker:
         runtime.cpu_seconds += cores * seconds
         runtime.gpu_memory_bytes = self._gpu_use(record, name, usage)
         memory_limit = resources.limit(MEMORY)
+        # TODO(restart back-off and restartPolicy simulated): an OOM-killed container restarts
+        # at once, whatever the pod's restartPolicy; upstream waits (CrashLoopBackOff) and a
+        # pod with restartPolicy Never fails.
         if memory_limit is not None and usage.memory_bytes > memory_limit:
             runtime.oom_events += 1
             runtime.restart("OOMKilled", KILLED_EXIT_CODE, now)

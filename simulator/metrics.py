@@ -81,10 +81,12 @@ class Sample(NamedTuple):
     name: str
     labels: Mapping[str, str]
     value: float
+    timestamp: float | None = None  # Unix seconds; None: the scrape's time
 
 
-def series(states: Iterable[ContainerState]) -> list[Sample]:
-    """Every series of the three exporters for these containers, family by family."""
+def series(states: Iterable[ContainerState], timestamp: float | None = None) -> list[Sample]:
+    """Every series of the three exporters for these containers, family by family; stamped
+    with `timestamp` if given (history rendered as OpenMetrics for backfilling)."""
     samples: list[Sample] = []
     owners: dict[str, ContainerState] = {}
     for state in states:
@@ -94,7 +96,10 @@ def series(states: Iterable[ContainerState]) -> list[Sample]:
         owners.setdefault(state.uid, state)
     samples.extend(_owner(state) for state in owners.values())
     order = {name: index for index, name in enumerate(FAMILIES)}
-    return sorted(samples, key=lambda sample: order[sample.name])
+    samples.sort(key=lambda sample: order[sample.name])
+    if timestamp is None:
+        return samples
+    return [sample._replace(timestamp=timestamp) for sample in samples]
 
 
 def _cadvisor(state: ContainerState) -> Iterator[Sample]:
@@ -178,7 +183,7 @@ def families(samples: Iterable[Sample]) -> list[Metric]:
         if family is None:
             family = _family(sample.name)
             built[sample.name] = family
-        family.add_sample(sample.name, dict(sample.labels), sample.value)
+        family.add_sample(sample.name, dict(sample.labels), sample.value, sample.timestamp)
     return list(built.values())
 
 

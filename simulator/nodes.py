@@ -15,13 +15,12 @@ POOL_LABEL = "bridgescale.dev/pool"
 CPU_MANAGER_LABEL = "sim.bridgescale.dev/cpu-manager-policy"
 LEASE_NAMESPACE = "kube-node-lease"
 SUFFICIENT_MEMORY = "kubelet has sufficient memory available"
-# What a v1.37.2 kubelet with default feature gates declares (NodeDeclaredFeatures, GA in 1.37):
-# the gates of component-helpers' feature registry that are on by default.
-DECLARED_FEATURES = (
-    "InPlacePodLevelResourcesVerticalScaling",
-    "InPlacePodVerticalScalingInitContainers",
-    "RestartAllContainersOnContainerExits",
-)
+# `status.declaredFeatures` (NodeDeclaredFeatures, GA in 1.37) tells the API server and the
+# scheduler what a node can do. A v1.37.2 kubelet with default gates declares
+# InPlacePodLevelResourcesVerticalScaling, InPlacePodVerticalScalingInitContainers and
+# RestartAllContainersOnContainerExits; the simulator declares only what it does.
+# TODO(pod-level resources and container restart rules simulated): declare the other two.
+DECLARED_FEATURES = ("InPlacePodVerticalScalingInitContainers",)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class SimulatorSettings(BaseSettings):
     shared_gpu_nodes: int = Field(
         default=1, ge=0, le=100, description="Nodes with a GPU shared by memory capacity."
     )
+    # TODO(a workload needs them): the static memory manager policy and swap, which make some
+    # resizes Infeasible upstream; simulated nodes run neither.
     static_cpu_manager_nodes: int = Field(
         default=0,
         ge=0,

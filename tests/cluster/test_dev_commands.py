@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from tests.cluster.conftest import cluster_settings
+from tests.cluster.conftest import TEST_PORT_BASE, cluster_settings
 
 CLI = [sys.executable, "-m", "bridgescale"]
 
@@ -45,7 +45,7 @@ def _dev(action: str, state_dir: Path, port_base: int) -> subprocess.CompletedPr
 
 
 def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
-    settings = cluster_settings("cli", port_base=17540)
+    settings = cluster_settings("cli", port_base=TEST_PORT_BASE + 100)
     state_dir = settings.resolved_state_dir()
     try:
         up = _dev("up", state_dir, settings.port_base)
