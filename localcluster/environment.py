@@ -1,5 +1,5 @@
-"""The whole local environment behind `bridgescale dev up|down|status`: the control plane now;
-the node simulator and Prometheus join it here.
+"""The whole local environment behind `bridgescale dev up|down|status`: the control plane, the
+node simulator, the demo fleet and a Prometheus that starts with the fleet's history.
 
 A running environment is described by `.bridgescale/env` (shell syntax, `KEY=value` lines), so
 tests, the demo and a developer's shell all find the same cluster.
@@ -7,21 +7,34 @@ tests, the demo and a developer's shell all find the same cluster.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
 
-from bridgescale.localcluster import kubeconfig
-from bridgescale.localcluster.build import BuildResult, ControlPlaneBuild
-from bridgescale.localcluster.controlplane import COMPONENTS, ControlPlane
+from bridgescale import kube
+from bridgescale.localcluster import backfill, fleet, kubeconfig
+from bridgescale.localcluster.build import BuildError, BuildResult, ControlPlaneBuild
+from bridgescale.localcluster.controlplane import COMPONENTS, ControlPlane, ControlPlaneError
 from bridgescale.localcluster.processes import ProcessSupervisor
-from bridgescale.localcluster.prometheus import PrometheusServer
+from bridgescale.localcluster.prometheus import PrometheusError, PrometheusServer, ScrapeTarget
 from bridgescale.localcluster.settings import LocalClusterSettings
+from bridgescale.simulator.runner import SIMULATOR_PROCESS, SimulatorNotReady, start_simulator
 
 ENV_FILE = "env"
 TOKEN_SECONDS = 24 * 3600
+FLEET_READY_SECONDS = 120.0
+DAY = 86400.0
+
+
+class FleetNotReady(RuntimeError):
+    """The demo fleet's pods did not all get Running."""
+
+
+# What `up` raises when a part of the environment cannot start; each message says what to do.
+STARTUP_ERRORS = (BuildError, ControlPlaneError, SimulatorNotReady, FleetNotReady, PrometheusError)
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,10 @@ class LocalEnvironment:
         self._progress("starting etcd and the control plane")
         self.control_plane.start()
         self._progress(f"API server ready at {self.control_plane.server}")
+        if self.settings.simulator:
+            self._start_simulator()
+        if self.settings.fleet:
+            self._create_fleet()
         self._start_prometheus()
         self._write_env_file(
             {
@@ -83,11 +100,62 @@ class LocalEnvironment:
             }
         )
 
+    def _start_simulator(self) -> None:
+        if self.supervisor.find(SIMULATOR_PROCESS):
+            return
+        total = self.settings.nodes + self.settings.mig_nodes + self.settings.shared_gpu_nodes
+        self._progress(f"starting the node simulator with {total} nodes")
+        with self.api_client() as api:
+            start_simulator(
+                self.supervisor,
+                api,
+                self.admin_kubeconfig,
+                nodes=self.settings.nodes,
+                mig_nodes=self.settings.mig_nodes,
+                shared_gpu_nodes=self.settings.shared_gpu_nodes,
+                metrics_port=self.settings.simulator_metrics_port,
+            )
+        self.prometheus.register(self._simulator_target)
+
+    @property
+    def _simulator_target(self) -> ScrapeTarget:
+        return ScrapeTarget("node-simulator", f"127.0.0.1:{self.settings.simulator_metrics_port}")
+
+    def _create_fleet(self) -> None:
+        self._progress(f"creating the demo fleet in the namespace {fleet.NAMESPACE}")
+        with self.api_client() as api:
+            kube.apply(api, fleet.manifests())
+            deadline = time.monotonic() + FLEET_READY_SECONDS
+            while not _all_running(api, fleet.NAMESPACE):
+                if time.monotonic() > deadline:
+                    raise FleetNotReady(
+                        f"the demo fleet was not Running within {FLEET_READY_SECONDS:.0f} s; "
+                        f"see kubectl get pods -n {fleet.NAMESPACE}"
+                    )
+                time.sleep(1)
+
     def _start_prometheus(self) -> None:
         if self.prometheus.is_ready():
             return
+        if self.settings.fleet and self.settings.history_days and not self._has_history():
+            self._backfill()
         self._progress(f"starting Prometheus at {self.prometheus.url}")
         self.prometheus.start()
+
+    def _has_history(self) -> bool:
+        return self.prometheus.data_dir.is_dir() and any(self.prometheus.data_dir.iterdir())
+
+    def _backfill(self) -> None:
+        end = time.time()
+        # An hour more than asked, so a range query of the last N days finds N full days.
+        start = end - self.settings.history_days * DAY - 3600
+        self._progress(f"backfilling {self.settings.history_days:g} days of fleet history")
+        with self.api_client() as api:
+            families = backfill.fleet_history(
+                api, [fleet.NAMESPACE], start, end, target=self._simulator_target.labels
+            )
+        samples = self.prometheus.backfill(families)
+        self._progress(f"backfilled {samples} samples")
 
     def down(self) -> list[str]:
         """Stop every process this environment started; the env file goes with them."""
@@ -98,7 +166,7 @@ class LocalEnvironment:
     def status(self) -> EnvironmentStatus:
         recorded = {process.name: process for process in self.supervisor.recorded()}
         components = []
-        for name in (*COMPONENTS, "prometheus"):
+        for name in (*COMPONENTS, SIMULATOR_PROCESS, "prometheus"):
             process = recorded.get(name)
             running = process is not None and process.is_running()
             components.append(
@@ -154,3 +222,13 @@ class LocalEnvironment:
         return kubeconfig.write_for_token(
             target, self.control_plane.server, self.control_plane.pki.ca.cert, user, token
         )
+
+
+def _all_running(api: client.ApiClient, namespace: str) -> bool:
+    """Whether every workload of the namespace has all its pods Running."""
+    apps = client.AppsV1Api(api)
+    wanted = sum(s.spec.replicas or 0 for s in apps.list_namespaced_stateful_set(namespace).items)
+    wanted += sum(d.spec.replicas or 0 for d in apps.list_namespaced_deployment(namespace).items)
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    running = [p for p in pods if p.status and p.status.phase == "Running"]
+    return wanted > 0 and len(running) >= wanted

@@ -81,6 +81,11 @@ class ScrapeTarget:
     job: str
     address: str  # host:port
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels Prometheus attaches to every series scraped from this target."""
+        return {"job": self.job, "instance": self.address}
+
 
 class PrometheusServer:
     def __init__(

@@ -71,6 +71,19 @@ class LocalClusterSettings(BaseSettings):
         description="Days of metrics history backfilled into Prometheus before it starts.",
     )
     scrape_interval_seconds: int = Field(default=15, ge=1, le=300)
+    simulator: bool = Field(
+        default=True, description="Start the node simulator (the tests start their own)."
+    )
+    nodes: int = Field(default=3, ge=0, le=500, description="Simulated nodes without a GPU.")
+    mig_nodes: int = Field(
+        default=1, ge=0, le=100, description="Simulated nodes with an 80 GB MIG-like GPU."
+    )
+    shared_gpu_nodes: int = Field(
+        default=1, ge=0, le=100, description="Simulated nodes with a GPU shared by memory."
+    )
+    fleet: bool = Field(
+        default=True, description="Create the demo fleet in the namespace `bridges`."
+    )
 
     def resolved_state_dir(self) -> Path:
         return self.state_dir or find_project_root() / ".bridgescale"

@@ -362,7 +362,8 @@ class PodWorker:
         runtime = record.containers[name]
         resources = record.actual.container(name)
         assert resources is not None
-        usage = container_usage(record.annotations, name, now - runtime.started, now)
+        pod = f"{record.namespace}/{record.name}"
+        usage = container_usage(record.annotations, pod, name, now - runtime.started, now)
         cpu_limit = resources.limit(CPU)
         cores = usage.cpu_cores
         if cpu_limit is not None:
@@ -380,7 +381,7 @@ class PodWorker:
         if memory_limit is not None and usage.memory_bytes > memory_limit:
             runtime.oom_events += 1
             runtime.restart("OOMKilled", KILLED_EXIT_CODE, now)
-            restarted = container_usage(record.annotations, name, 0.0, now)
+            restarted = container_usage(record.annotations, pod, name, 0.0, now)
             runtime.working_set_bytes = restarted.memory_bytes
             self._log(record).info("container %s OOMKilled", name)
             return True

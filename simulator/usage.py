@@ -1,23 +1,33 @@
 """What a simulated container uses, from its pod's annotations.
 
 `container_usage` is the one place that maps a container to its usage: everything else (OOM
-kills, throttling, metrics) asks it. The `constant` profile reads the annotations
-`sim.bridgescale.dev/cpu`, `.../memory` and `.../gpu-memory` (quantities), the same for every
-container of the pod.
+kills, throttling, metrics, the backfilled history) asks it. Profiles, by the pod annotation
+`sim.bridgescale.dev/profile`:
+- `constant` reads the annotations `sim.bridgescale.dev/cpu`, `.../memory` and `.../gpu-memory`
+  (quantities), the same for every container of the pod;
+- `bridge` follows the synthetic bridge workload (`bridgescale.simulator.workload`): each
+  container by its name (`router`, `telemetry`; others idle as a constant profile), scaled by
+  `sim.bridgescale.dev/scale` (default 1), with draws seeded by the pod and container names, so
+  that replicas differ and history and live usage agree.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from kubernetes.utils import parse_quantity
+
+from bridgescale.simulator import workload
 
 PROFILE = "sim.bridgescale.dev/profile"
 CPU_ANNOTATION = "sim.bridgescale.dev/cpu"
 MEMORY_ANNOTATION = "sim.bridgescale.dev/memory"
 GPU_MEMORY_ANNOTATION = "sim.bridgescale.dev/gpu-memory"
+SCALE_ANNOTATION = "sim.bridgescale.dev/scale"
+BRIDGE = "bridge"
 
 IDLE_CPU_CORES = 0.001
 IDLE_MEMORY_BYTES = 4 * 1024 * 1024
@@ -38,9 +48,14 @@ IDLE = Usage(IDLE_CPU_CORES, IDLE_MEMORY_BYTES)
 
 
 def container_usage(
-    annotations: Mapping[str, str], container: str, seconds_since_start: float, now: float
+    annotations: Mapping[str, str],
+    pod: str,
+    container: str,
+    seconds_since_start: float,
+    now: float,
 ) -> Usage:
-    """The usage of `container` at Unix time `now`, `seconds_since_start` after it (re)started.
+    """The usage of `container` of `pod` ("namespace/name") at Unix time `now`,
+    `seconds_since_start` after the container (re)started.
 
     A container without a profile idles.
     """
@@ -49,9 +64,40 @@ def container_usage(
         return IDLE
     if profile == "constant":
         return _constant(annotations)
-    # TODO(bridgescale.simulator.workload merged): bridge profiles; until then they idle.
+    if profile == BRIDGE:
+        values = bridge_usage(annotations, pod, container, np.array([now]))
+        memory = float(values["memory"][0])
+        if seconds_since_start <= 0:
+            # A process that just started holds its resident set, not its leak or burst.
+            memory = min(memory, bridge_profile(annotations, container).memory_bytes)
+        return Usage(float(values["cpu"][0]), int(memory), int(values["vram"][0]))
     logger.debug("unknown profile %r of container %s; it idles", profile, container)
     return IDLE
+
+
+def bridge_profile(annotations: Mapping[str, str], container: str) -> workload.ContainerProfile:
+    """The bridge workload profile of a container, scaled by the pod's annotation."""
+    base = workload.BridgeProfile().containers.get(container, workload.CONSTANT)
+    scale = _quantity(annotations, SCALE_ANNOTATION, 1.0)
+    if scale <= 0:
+        logger.warning("annotation %s must be above 0; using 1", SCALE_ANNOTATION)
+        scale = 1.0
+    return replace(
+        base,
+        cpu_cores=base.cpu_cores * scale,
+        memory_bytes=base.memory_bytes * scale,
+        vram_bytes=base.vram_bytes * scale,
+        leak_bytes_per_day=base.leak_bytes_per_day * scale,
+        gpu_batch_bytes=base.gpu_batch_bytes * scale,
+    )
+
+
+def bridge_usage(
+    annotations: Mapping[str, str], pod: str, container: str, timestamps: workload.FloatArray
+) -> dict[str, workload.FloatArray]:
+    """Bridge usage of a container at many instants (vectorised), for live use and history."""
+    seed = workload.hash_text(f"{pod}/{container}")
+    return workload.usage(bridge_profile(annotations, container), seed, timestamps)
 
 
 def _constant(annotations: Mapping[str, str]) -> Usage:

@@ -13,9 +13,7 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from bridgescale.localcluster.build import BuildError
-from bridgescale.localcluster.controlplane import ControlPlaneError
-from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.environment import STARTUP_ERRORS, LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings
 
 console = Console()
@@ -32,7 +30,7 @@ def _demo(arguments: argparse.Namespace) -> int:
     environment = LocalEnvironment(LocalClusterSettings(), progress=console.print)
     try:
         environment.up()
-    except (BuildError, ControlPlaneError) as error:
+    except STARTUP_ERRORS as error:
         console.print(f"[red]the local cluster did not start:[/red] {error}")
         return 1
     with environment.api_client() as api:

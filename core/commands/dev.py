@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridgescale.localcluster.build import BuildError
-from bridgescale.localcluster.controlplane import ControlPlaneError
-from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.environment import STARTUP_ERRORS, LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings
 
 console = Console(stderr=True)
@@ -27,6 +26,10 @@ def register(commands: Any) -> None:
     build.set_defaults(handler=_build)
 
     up = actions.add_parser("up", help="start the local cluster and write .bridgescale/env")
+    up.add_argument("--nodes", type=int, help="simulated nodes without a GPU (default 3)")
+    up.add_argument(
+        "--no-fleet", action="store_true", help="do not create the demo fleet in `bridges`"
+    )
     up.set_defaults(handler=_up)
 
     down = actions.add_parser("down", help="stop everything `dev up` started")
@@ -53,6 +56,10 @@ def _settings(arguments: argparse.Namespace) -> LocalClusterSettings:
         overrides["kubernetes_version"] = arguments.kubernetes_version
     if arguments.state_dir:
         overrides["state_dir"] = arguments.state_dir
+    if getattr(arguments, "nodes", None) is not None:
+        overrides["nodes"] = arguments.nodes
+    if getattr(arguments, "no_fleet", False):
+        overrides["fleet"] = False
     return LocalClusterSettings(**overrides)
 
 
@@ -77,7 +84,7 @@ def _up(arguments: argparse.Namespace) -> int:
     environment = _environment(arguments)
     try:
         environment.up()
-    except (BuildError, ControlPlaneError) as error:
+    except STARTUP_ERRORS as error:
         console.print(f"[red]dev up failed:[/red] {error}")
         return 1
     console.print(f"environment written to {environment.env_file}")

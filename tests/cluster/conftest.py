@@ -14,6 +14,7 @@ from kubernetes import client
 
 from bridgescale import kube
 from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.prometheus import ScrapeTarget
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
 
@@ -46,7 +47,11 @@ SIMULATED_NODES = [
 
 def cluster_settings(name: str = "test", port_base: int = TEST_PORT_BASE) -> LocalClusterSettings:
     state_dir = find_project_root(Path(__file__)) / ".bridgescale" / name
-    return LocalClusterSettings(state_dir=state_dir, port_base=port_base)
+    # The tests start the simulator with settings of their own (the `simulator` fixture) and
+    # create the objects each test needs.
+    return LocalClusterSettings(
+        state_dir=state_dir, port_base=port_base, simulator=False, fleet=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +91,9 @@ def simulator(local_cluster: LocalEnvironment, api: client.ApiClient) -> Iterato
     """The node simulator, started as `dev up` starts it; yields the names of its nodes."""
     supervisor = local_cluster.supervisor
     start_simulator(supervisor, api, local_cluster.admin_kubeconfig, **SIMULATOR_SETTINGS)
+    local_cluster.prometheus.register(
+        ScrapeTarget("node-simulator", f"127.0.0.1:{SIMULATOR_METRICS_PORT}")
+    )
     yield SIMULATED_NODES
     supervisor.stop(SIMULATOR_PROCESS)
 

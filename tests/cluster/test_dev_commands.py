@@ -1,8 +1,10 @@
 """`bridgescale dev up|status|down` as a user runs them: the env file, a client loaded from it,
-and nothing left running afterwards."""
+the simulated nodes and the demo fleet with a week of history in Prometheus, and nothing left
+running afterwards."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from kubernetes import client, config
+from prometheus_api_client import PrometheusConnect
 
 from tests.cluster.conftest import TEST_PORT_BASE, cluster_settings
 
@@ -63,11 +66,12 @@ def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
 
         with urllib.request.urlopen(f"{env['PROMETHEUS_URL']}/-/ready", timeout=5) as ready:
             assert ready.status == 200
+        _check_fleet_and_history(kubeconfig, env["PROMETHEUS_URL"])
 
         status = _dev("status", state_dir, settings.port_base)
         assert status.returncode == 0, status.stderr
         components = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-        for component in (*components, "prometheus"):
+        for component in (*components, "node-simulator", "prometheus"):
             assert component in status.stdout
         assert "stopped" not in status.stdout
     finally:
@@ -78,3 +82,34 @@ def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
     after = _dev("status", state_dir, settings.port_base)
     assert after.returncode == 3
     assert "not ready" in after.stdout
+
+
+def _check_fleet_and_history(kubeconfig: Path, prometheus_url: str) -> None:
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        nodes = client.CoreV1Api(api).list_node().items
+        pods = client.CoreV1Api(api).list_namespaced_pod("bridges").items
+        bridges = client.CoreV1Api(api).read_namespace("bridges")
+    assert len(nodes) == 5
+    assert bridges.metadata.labels["bridgescale.dev/enabled"] == "true"
+    assert len(pods) == 5
+    assert all(pod.status.phase == "Running" for pod in pods)
+    gpu_pods = [pod for pod in pods if pod.spec.resource_claims]
+    assert len(gpu_pods) == 1
+
+    end = dt.datetime.now(dt.UTC)
+    result = PrometheusConnect(prometheus_url).custom_query_range(
+        'container_memory_working_set_bytes{namespace="bridges"}',
+        start_time=end - dt.timedelta(days=7, minutes=30),
+        end_time=end,
+        step="10m",
+    )
+    # One series per container: the backfilled week and live scraping are the same series.
+    assert {(s["metric"]["pod"], s["metric"]["container"]) for s in result} == {
+        (pod.metadata.name, container.name) for pod in pods for container in pod.spec.containers
+    }
+    assert len(result) == 10
+    for series in result:
+        stamps = [float(t) for t, _ in series["values"]]
+        span_days = (max(stamps) - min(stamps)) / 86400
+        assert span_days >= 7.0, (series["metric"], span_days)
+    print(f"history: {len(result)} series of working set spanning >= 7 days")
