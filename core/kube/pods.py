@@ -1,6 +1,6 @@
-"""Pods, nodes and PodDisruptionBudgets for the updater: read as plain JSON (as the API server
-serves them), resized through `pods/resize`, evicted through the Eviction API, and (for bare
-pods only) created and deleted."""
+"""Pods and nodes for the updater: read as plain JSON (as the API server serves them), resized
+through `pods/resize`, evicted through the Eviction API (so PodDisruptionBudgets hold), and
+created only to bring a bare pod back."""
 
 from __future__ import annotations
 
@@ -63,13 +63,6 @@ def create_pod(api: client.ApiClient, namespace: str, body: RawObject) -> RawObj
     with api_errors():
         created = client.CoreV1Api(api).create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
     return _plain(api, created)
-
-
-def delete_pod(api: client.ApiClient, namespace: str, name: str, uid: str) -> None:
-    """Delete the pod with `uid` (not a newer one of the same name)."""
-    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
-    with api_errors():
-        client.CoreV1Api(api).delete_namespaced_pod(name, namespace, body=options)
 
 
 def list_nodes(api: client.ApiClient) -> list[RawObject]:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from bridgescale.kube import NotFound, api_errors
+from bridgescale.kube import api_errors
 
 GROUP, VERSION, PLURAL = "bridgescale.dev", "v1alpha1", "resourcerecommendations"
 REPORTING_CONTROLLER = "bridgescale.dev/updater"
@@ -21,17 +21,6 @@ def list_recommendations(api: client.ApiClient, namespace: str) -> list[dict[str
             GROUP, VERSION, namespace, PLURAL
         )
     return cast(list[dict[str, Any]], cast(dict[str, Any], found).get("items", []))
-
-
-def get_recommendation(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        with api_errors():
-            found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-    except NotFound:
-        return None
-    return cast(dict[str, Any], found)
 
 
 def emit_event(
