@@ -61,9 +61,11 @@ def as_updater(
 def bridges(api: client.ApiClient, namespace: str, simulator: list[str]) -> Iterator[str]:
     opt_in(api, namespace)
     yield namespace
-    client.CoreV1Api(api).patch_namespace(
-        namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}}
-    )
+    # Free the nodes at once for the next test: no grace period to wait out.
+    core = client.CoreV1Api(api)
+    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
+    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
 
 
 def _mine(actions: list[Action], namespace: str) -> list[tuple[str, str]]:
@@ -94,6 +96,29 @@ def test_a_rising_recommendation_is_resized_in_place(
     )
 
 
+def _wait_for_working_set(namespace: str, at_least: float) -> ScrapedUsage:
+    usage = ScrapedUsage(f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/metrics")
+
+    def reached() -> bool:
+        usage.refresh()
+        seen = usage.usage(namespace, "bridge-0").get("router")
+        return seen is not None and (seen.working_set or 0.0) >= at_least
+
+    eventually(reached, what="the simulated working set")
+    return usage
+
+
+def _bridge_using_300mi(
+    api: client.ApiClient, namespace: str, recommended_memory: str
+) -> ScrapedUsage:
+    """A Guaranteed bridge of 1Gi whose working set is 300Mi, once its metrics show it."""
+    manifest = pod_manifest("bridge-0", [guaranteed("router", "500m", "1Gi")], annotations=USAGE)
+    run_pod(api, namespace, manifest)
+    target = {"cpu": "500m", "memory": recommended_memory}
+    recommend(api, namespace, "Pod", "bridge-0", target)
+    return _wait_for_working_set(namespace, 300 * MiB)
+
+
 def _memory_limit(api: client.ApiClient, namespace: str) -> float:
     pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", namespace)
     return parse(pod.spec.containers[0].resources.limits["memory"], "memory")
@@ -102,20 +127,11 @@ def _memory_limit(api: client.ApiClient, namespace: str) -> float:
 def test_memory_downscale_never_sets_a_limit_below_usage(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str
 ) -> None:
-    manifest = pod_manifest("bridge-0", [guaranteed("router", "500m", "1Gi")], annotations=USAGE)
-    run_pod(api, bridges, manifest)
-    recommend(api, bridges, "Pod", "bridge-0", {"cpu": "500m", "memory": "128Mi"})
-    usage = ScrapedUsage(f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/metrics")
+    usage = _bridge_using_300mi(api, bridges, recommended_memory="128Mi")
     settings = UpdaterSettings(cool_down=dt.timedelta(0))
     reconciler = Reconciler(
         KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()), usage=usage
     )
-
-    def scraped() -> object:
-        usage.refresh()
-        return usage.usage(bridges, "bridge-0")
-
-    eventually(scraped, what="the simulator's metrics of the pod")
 
     limits = [_memory_limit(api, bridges)]
     for _ in range(8):
@@ -244,3 +260,28 @@ def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_siz
     reason = {"reason": "DeferredTimeout"}
     assert registry.get_sample_value("bridgescale_updater_recreations_total", reason) == 1
     assert ("Recreate", "Evicted") not in _mine(reconciler.run_pass(), bridges)
+
+
+def test_a_limit_the_kubelet_refuses_is_reverted(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    _bridge_using_300mi(api, bridges, recommended_memory="1Gi")
+    too_small = {"requests": {"memory": "200Mi"}, "limits": {"memory": "200Mi"}}
+    client.CoreV1Api(api).patch_namespaced_pod_resize(
+        "bridge-0", bridges, {"spec": {"containers": [{"name": "router", "resources": too_small}]}}
+    )  # someone else sets a limit below the 300Mi in use
+
+    def refusal() -> str | None:
+        pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges)
+        found = condition(pod, "PodResizeInProgress")
+        return found.message if found and found.reason == "Error" else None
+
+    print("kubelet:", eventually(refusal, what="the simulated kubelet to refuse the limit"))
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+
+    pod = wait_resized(api, bridges, "bridge-0", [Expected(guaranteed("router", "500m", "1Gi"))])
+    assert pod.status.container_statuses[0].restart_count == 0
