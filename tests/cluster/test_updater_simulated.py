@@ -44,6 +44,7 @@ from tests.cluster.updater_support import (
 from tests.cluster.waiting import eventually
 
 pytestmark = pytest.mark.cluster
+PLAIN_NODES = ("sim-0", "sim-1", "sim-2", "sim-3")
 USAGE = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/memory": "300Mi"}
 
 
@@ -72,12 +73,39 @@ def _mine(actions: list[Action], namespace: str) -> list[tuple[str, str]]:
     return [(a.decision, a.result) for a in actions if a.pod.startswith(namespace + "/")]
 
 
+def _free_cpu(api: client.ApiClient, node: str) -> float:
+    allocatable = client.CoreV1Api(api).read_node(node).status.allocatable["cpu"]
+    pods = (
+        client.CoreV1Api(api)
+        .list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+        .items
+    )
+    used = 0.0
+    for pod in pods:
+        if str(pod.status.phase) not in {"Succeeded", "Failed"}:
+            for c in pod.spec.containers:
+                used += parse((c.resources.requests or {}).get("cpu", "0"), "cpu")
+    return parse(allocatable, "cpu") - used
+
+
+def _roomy_nodes(api: client.ApiClient, cpu: float, count: int = 1) -> list[str]:
+    """Plain simulated nodes with `cpu` free, most free first; waits for `count` of them (pods
+    of earlier tests may still be terminating)."""
+
+    def roomy() -> list[str]:
+        free = {node: _free_cpu(api, node) for node in PLAIN_NODES}
+        found = sorted((n for n in free if free[n] >= cpu), key=lambda n: -free[n])
+        return found if len(found) >= count else []
+
+    return eventually(roomy, timeout=90, what=f"{count} node(s) with {cpu} cpu free")
+
+
 def test_a_rising_recommendation_is_resized_in_place(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str
 ) -> None:
-    before = run_pod(
-        api, bridges, pod_manifest("bridge-0", [guaranteed("router", "500m", "256Mi")])
-    )
+    node = _roomy_nodes(api, cpu=1.0)[0]
+    manifest = pod_manifest("bridge-0", [guaranteed("router", "500m", "256Mi")], node)
+    before = run_pod(api, bridges, manifest)
     recommend(api, bridges, "Pod", "bridge-0", {"cpu": "1", "memory": "512Mi"})
     reconciler = Reconciler(
         KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
@@ -206,25 +234,11 @@ def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
     assert registry.get_sample_value("bridgescale_updater_claim_swaps_total") == 1
 
 
-def _free_cpu(api: client.ApiClient, node: str) -> float:
-    allocatable = client.CoreV1Api(api).read_node(node).status.allocatable["cpu"]
-    pods = (
-        client.CoreV1Api(api)
-        .list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
-        .items
-    )
-    used = 0.0
-    for pod in pods:
-        if str(pod.status.phase) not in {"Succeeded", "Failed"}:
-            for c in pod.spec.containers:
-                used += parse((c.resources.requests or {}).get("cpu", "0"), "cpu")
-    return parse(allocatable, "cpu") - used
-
-
 def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_size(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
 ) -> None:
     core = client.CoreV1Api(api)
+    _roomy_nodes(api, cpu=2.0, count=2)  # one for the bridge, one for its larger replacement
     spec = pod_manifest("bridge", [guaranteed("router", "1", "256Mi")])["spec"]
     client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment_of("bridge", spec))
     old = eventually(lambda: _running_pods(api, bridges), what="the bridge running")[0]
