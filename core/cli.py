@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import backtest, demo, dev, recommend, recommender, traces
+from bridgescale.commands import backtest, demo, dev, recommend, recommender, traces, updater
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(commands)
     dev.register(commands)
+    updater.register(commands)
     backtest.register(commands)
     traces.register(commands)
     recommender.register(commands)

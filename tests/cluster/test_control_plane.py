@@ -131,17 +131,9 @@ def test_claim_template_generates_a_claim(api: client.ApiClient, namespace: str)
         resource.delete_device_class(class_name)
 
 
-def _run_on_node(api: client.ApiClient, namespace: str, pod_name: str, node: str) -> None:
-    """Bind a pod to a node and report it running and ready, as a kubelet would."""
+def _report_running(api: client.ApiClient, namespace: str, pod_name: str) -> None:
+    """Report a pod that names its node running and ready, as that node's kubelet would."""
     core = client.CoreV1Api(api)
-    core.create_namespaced_binding(
-        namespace,
-        client.V1Binding(
-            metadata=client.V1ObjectMeta(name=pod_name),
-            target=client.V1ObjectReference(kind="Node", name=node),
-        ),
-        _preload_content=False,
-    )
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     core.patch_namespaced_pod_status(
         pod_name,
@@ -163,8 +155,9 @@ def test_eviction_refused_by_disruption_budget(api: client.ApiClient, namespace:
     node = f"node-{namespace}"
     core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
     try:
-        core.create_namespaced_pod(namespace, pod_manifest("bridge-0"))
-        _run_on_node(api, namespace, "bridge-0", node)
+        # The pod names its node (a node no simulator runs), so no scheduler places it elsewhere.
+        core.create_namespaced_pod(namespace, pod_manifest("bridge-0", nodeName=node))
+        _report_running(api, namespace, "bridge-0")
         client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
             namespace,
             {

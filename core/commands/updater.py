@@ -1,0 +1,145 @@
+"""`bridgescale updater`: apply recommendations to running pods (resize in place, recreate when
+that cannot work) and serve the admission webhook that sizes new pods."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import REGISTRY, start_http_server
+
+from bridgescale import kube
+from bridgescale.kube import admission
+from bridgescale.kube.updater_cluster import KubeCluster
+from bridgescale.policy import parse_duration
+from bridgescale.updater.metrics import UpdaterMetrics
+from bridgescale.updater.reconcile import Action, Reconciler
+from bridgescale.updater.settings import UpdaterSettings
+from bridgescale.updater.usage import ScrapedUsage
+from bridgescale.updater.webhook import WebhookServer
+
+logger = logging.getLogger("bridgescale.updater")
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "updater", help="resize pods in place from their recommendations; recreate as a fallback"
+    )
+    parser.add_argument("--once", action="store_true", help="one pass; wait for it to settle")
+    parser.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
+    parser.add_argument(
+        "--deferral-timeout",
+        type=parse_duration,
+        help="how long a Deferred resize may wait before the pod is recreated (default 5m)",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or in-cluster")
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    parser.add_argument(
+        "--webhook",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the admission webhook that sizes new pods, and register it",
+    )
+    parser.add_argument("--webhook-port", type=int, default=0, help="0: any free port")
+    parser.add_argument(
+        "--webhook-url",
+        help="the URL the API server calls; when unset, the webhook is registered on loopback "
+        "at --webhook-port (outside a cluster, as against `bridgescale dev up`)",
+    )
+    parser.add_argument(
+        "--usage-metrics-url",
+        help="a cAdvisor / kube-state-metrics style /metrics to read working sets, throttling and "
+        "OOM kills from (unset: memory downscales are bounded by the step limit only)",
+    )
+    parser.add_argument(
+        "--lease-namespace", default="", help="leader election on a Lease there (empty: none)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def _settings(arguments: argparse.Namespace) -> UpdaterSettings:
+    overrides: dict[str, Any] = {}
+    if arguments.deferral_timeout is not None:
+        overrides["deferral_timeout"] = arguments.deferral_timeout
+    return UpdaterSettings(**overrides)
+
+
+def _report(actions: list[Action]) -> None:
+    for action in actions:
+        if action.decision != "Skip":
+            print(f"{action.pod}\t{action.workload}\t{action.decision}\t{action.result}")
+
+
+def _serve_webhook(arguments: argparse.Namespace, api: Any) -> WebhookServer:
+    """Serve the webhook and register it; outside a cluster, on loopback."""
+    host = urlsplit(arguments.webhook_url).hostname if arguments.webhook_url else None
+    hosts = (host, "127.0.0.1") if host else ("127.0.0.1", "localhost")
+    bind = "0.0.0.0" if arguments.webhook_url else "127.0.0.1"  # noqa: S104
+    server = WebhookServer(KubeCluster(api), port=arguments.webhook_port, host=bind, hosts=hosts)
+    server.start()
+    url = arguments.webhook_url or f"https://127.0.0.1:{server.port}/mutate"
+    admission.register_webhook(api, url, server.ca_bundle)
+    logger.info("admission webhook serving on port %d, registered at %s", server.port, url)
+    return server
+
+
+def run(arguments: argparse.Namespace) -> int:
+    settings = _settings(arguments)
+    if arguments.metrics_port:
+        start_http_server(arguments.metrics_port)
+    metrics = UpdaterMetrics(REGISTRY)
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    with kube.new_client(arguments.kubeconfig) as api:
+        webhook = None
+        if arguments.webhook and not arguments.dry_run:
+            webhook = _serve_webhook(arguments, api)
+        cluster = KubeCluster(api, instance=identity)
+        usage = ScrapedUsage(arguments.usage_metrics_url) if arguments.usage_metrics_url else None
+        reconciler = Reconciler(cluster, settings, metrics, usage=usage, dry_run=arguments.dry_run)
+        try:
+            if arguments.once:
+                return _once(reconciler, settings)
+            _loop(reconciler, settings, api, arguments.lease_namespace, identity)
+        finally:
+            if webhook is not None:
+                webhook.stop()
+    return 0
+
+
+def _once(reconciler: Reconciler, settings: UpdaterSettings) -> int:
+    actions = reconciler.run_pass()
+    _report(actions)
+    if reconciler.dry_run:
+        return 0
+    settled = reconciler.settle(settings.settle_timeout)
+    if not settled:
+        logger.warning("some actions had not settled after %s", settings.settle_timeout)
+    return 0 if settled else 3
+
+
+def _loop(
+    reconciler: Reconciler, settings: UpdaterSettings, api: Any, lease_namespace: str,
+    identity: str,
+) -> None:  # fmt: skip
+    from bridgescale.kube import updater_lease  # noqa: PLC0415
+
+    wake = threading.Event()
+    updater_lease.watch_pods_in_background(api, wake)
+    while True:
+        leading = not lease_namespace or updater_lease.acquire(
+            api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30
+        )
+        if leading:
+            try:
+                _report(reconciler.run_pass())
+            except Exception:
+                logger.exception("updater pass failed; retrying at the next one")
+        wake.wait(timeout=min(settings.resync_seconds, 10.0) if lease_namespace else
+                  settings.resync_seconds)  # fmt: skip
+        wake.clear()

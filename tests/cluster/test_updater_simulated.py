@@ -1,0 +1,301 @@
+"""The updater end to end with the node simulator doing the kubelet's part: a rising
+recommendation resized in place, and memory downscaled in steps that never go below usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from bridgescale import kube
+from bridgescale.kube import admission
+from bridgescale.kube.updater_cluster import KubeCluster
+from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.quantity import MiB, parse
+from bridgescale.updater.metrics import UpdaterMetrics
+from bridgescale.updater.reconcile import Action, Reconciler
+from bridgescale.updater.settings import UpdaterSettings
+from bridgescale.updater.usage import ScrapedUsage
+from bridgescale.updater.webhook import WebhookServer
+from tests.cluster.conftest import SIMULATOR_METRICS_PORT
+from tests.cluster.simulation import (
+    Expected,
+    condition,
+    guaranteed,
+    is_running,
+    pod_manifest,
+    run_pod,
+    wait_resized,
+)
+from tests.cluster.test_dra import allocation, claim_template, gpu_pod, mig
+from tests.cluster.updater_support import (
+    UPDATER_ACCOUNT,
+    UPDATER_NAMESPACE,
+    apply_updater_rbac,
+    deployment_of,
+    opt_in,
+    recommend,
+)
+from tests.cluster.waiting import eventually
+
+pytestmark = pytest.mark.cluster
+PLAIN_NODES = ("sim-0", "sim-1", "sim-2", "sim-3")
+USAGE = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/memory": "300Mi"}
+
+
+@pytest.fixture(scope="module")
+def as_updater(
+    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
+) -> Iterator[client.ApiClient]:
+    apply_updater_rbac(api)
+    kubeconfig: Path = local_cluster.mint_kubeconfig(UPDATER_NAMESPACE, UPDATER_ACCOUNT)
+    with kube.new_client(kubeconfig) as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def bridges(api: client.ApiClient, namespace: str, simulator: list[str]) -> Iterator[str]:
+    opt_in(api, namespace)
+    yield namespace
+    # Free the nodes at once for the next test: no grace period to wait out.
+    core = client.CoreV1Api(api)
+    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
+    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+
+
+def _mine(actions: list[Action], namespace: str) -> list[tuple[str, str]]:
+    return [(a.decision, a.result) for a in actions if a.pod.startswith(namespace + "/")]
+
+
+def _free_cpu(api: client.ApiClient, node: str) -> float:
+    allocatable = client.CoreV1Api(api).read_node(node).status.allocatable["cpu"]
+    pods = (
+        client.CoreV1Api(api)
+        .list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+        .items
+    )
+    used = 0.0
+    for pod in pods:
+        if str(pod.status.phase) not in {"Succeeded", "Failed"}:
+            for c in pod.spec.containers:
+                used += parse((c.resources.requests or {}).get("cpu", "0"), "cpu")
+    return parse(allocatable, "cpu") - used
+
+
+def _roomy_nodes(api: client.ApiClient, cpu: float, count: int = 1) -> list[str]:
+    """Plain simulated nodes with `cpu` free, most free first; waits for `count` of them (pods
+    of earlier tests may still be terminating)."""
+
+    def roomy() -> list[str]:
+        free = {node: _free_cpu(api, node) for node in PLAIN_NODES}
+        found = sorted((n for n in free if free[n] >= cpu), key=lambda n: -free[n])
+        return found if len(found) >= count else []
+
+    return eventually(roomy, timeout=90, what=f"{count} node(s) with {cpu} cpu free")
+
+
+def test_a_rising_recommendation_is_resized_in_place(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    node = _roomy_nodes(api, cpu=1.0)[0]
+    manifest = pod_manifest("bridge-0", [guaranteed("router", "500m", "256Mi")], node)
+    before = run_pod(api, bridges, manifest)
+    recommend(api, bridges, "Pod", "bridge-0", {"cpu": "1", "memory": "512Mi"})
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+
+    after = wait_resized(api, bridges, "bridge-0", [Expected(guaranteed("router", "1", "512Mi"))])
+    assert after.metadata.uid == before.metadata.uid
+    assert after.status.container_statuses[0].restart_count == 0
+    assert after.status.container_statuses[0].resources.requests == {"cpu": "1", "memory": "512Mi"}
+    assert reconciler.settle(dt.timedelta(seconds=30))
+    registry = reconciler.metrics.registry
+    assert (
+        registry.get_sample_value("bridgescale_updater_resizes_total", {"result": "Settled"}) == 1
+    )
+
+
+def _wait_for_working_set(namespace: str, at_least: float) -> ScrapedUsage:
+    usage = ScrapedUsage(f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/metrics")
+
+    def reached() -> bool:
+        usage.refresh()
+        seen = usage.usage(namespace, "bridge-0").get("router")
+        return seen is not None and (seen.working_set or 0.0) >= at_least
+
+    eventually(reached, what="the simulated working set")
+    return usage
+
+
+def _bridge_using_300mi(
+    api: client.ApiClient, namespace: str, recommended_memory: str
+) -> ScrapedUsage:
+    """A Guaranteed bridge of 1Gi whose working set is 300Mi, once its metrics show it."""
+    manifest = pod_manifest("bridge-0", [guaranteed("router", "500m", "1Gi")], annotations=USAGE)
+    run_pod(api, namespace, manifest)
+    target = {"cpu": "500m", "memory": recommended_memory}
+    recommend(api, namespace, "Pod", "bridge-0", target)
+    return _wait_for_working_set(namespace, 300 * MiB)
+
+
+def _memory_limit(api: client.ApiClient, namespace: str) -> float:
+    pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", namespace)
+    return parse(pod.spec.containers[0].resources.limits["memory"], "memory")
+
+
+def test_memory_downscale_never_sets_a_limit_below_usage(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    usage = _bridge_using_300mi(api, bridges, recommended_memory="128Mi")
+    settings = UpdaterSettings(cool_down=dt.timedelta(0))
+    reconciler = Reconciler(
+        KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()), usage=usage
+    )
+
+    limits = [_memory_limit(api, bridges)]
+    for _ in range(8):
+        if _mine(reconciler.run_pass(), bridges) != [("Resize", "Accepted")]:
+            break
+        assert reconciler.settle(dt.timedelta(seconds=30))
+        limits.append(_memory_limit(api, bridges))
+
+    print("memory limits, MiB:", [int(limit // MiB) for limit in limits])
+    floor = 300 * MiB + settings.memory_headroom_bytes
+    assert len(limits) > 2  # stepped down more than once
+    assert all(limit >= floor for limit in limits)
+    assert limits[-1] == floor  # as low as is safe, and no lower
+    assert all(b >= a * (1 - settings.memory_max_step_down) for a, b in pairwise(limits))
+    pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges)
+    assert condition(pod, "PodResizeInProgress") is None
+    assert pod.status.container_statuses[0].restart_count == 0
+
+
+@pytest.fixture
+def webhook(api: client.ApiClient, as_updater: client.ApiClient) -> Iterator[WebhookServer]:
+    """The updater's admission webhook, served on loopback and registered, as `updater` does."""
+    server = WebhookServer(KubeCluster(as_updater))
+    server.start()
+    url = f"https://127.0.0.1:{server.port}/mutate"
+    admission.register_webhook(as_updater, url, server.ca_bundle)
+    yield server
+    client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(admission.NAME)
+    server.stop()
+
+
+def _running_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    return [p for p in pods if p.metadata.deletion_timestamp is None and is_running(p)]
+
+
+def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
+    return str(allocation(api, namespace, pod).device)
+
+
+def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+        bridges, claim_template("mig-1g", mig("1g.10gb"))
+    )
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
+    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    assert _device(api, bridges, old).startswith("gpu-0-1g-10gb-")
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Recreate", "Evicted")]
+    assert reconciler.settle(dt.timedelta(seconds=60))
+    new = eventually(
+        lambda: [p for p in _running_pods(api, bridges) if p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement pod running",
+    )[0]
+
+    template = new.spec.resource_claims[0].resource_claim_template_name
+    print(f"replacement {new.metadata.name} uses template {template}")
+    assert template.startswith("pointcloud-gpu-20480mi-")
+    assert _device(api, bridges, new).startswith("gpu-0-2g-20gb-")
+    assert _mine(reconciler.run_pass(), bridges) == [("Skip", "requests match the recommendation")]
+    registry = reconciler.metrics.registry
+    recreations = {"reason": "ClaimSwap"}
+    assert registry.get_sample_value("bridgescale_updater_recreations_total", recreations) == 1
+    assert registry.get_sample_value("bridgescale_updater_claim_swaps_total") == 1
+
+
+def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_size(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    core = client.CoreV1Api(api)
+    _roomy_nodes(api, cpu=2.0, count=2)  # one for the bridge, one for its larger replacement
+    spec = pod_manifest("bridge", [guaranteed("router", "1", "256Mi")])["spec"]
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment_of("bridge", spec))
+    old = eventually(lambda: _running_pods(api, bridges), what="the bridge running")[0]
+    node = old.spec.node_name
+    filler = f"{_free_cpu(api, node):.3f}"  # the rest of the node: a larger bridge must wait
+    run_pod(api, bridges, pod_manifest("filler", [guaranteed("filler", filler, "64Mi")], node))
+    recommend(api, bridges, "Deployment", "bridge", {"cpu": "2", "memory": "256Mi"})
+    settings = UpdaterSettings(deferral_timeout=dt.timedelta(seconds=3))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+    deferred = eventually(
+        lambda: condition(core.read_namespaced_pod(old.metadata.name, bridges), "PodResizePending"),
+        what="the simulated kubelet to defer the resize",
+    )
+    assert deferred.reason == "Deferred"
+    eventually(
+        lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+        timeout=30,
+        what="the deferral timeout to pass and the pod to be evicted",
+    )
+    new = eventually(
+        lambda: [p for p in _running_pods(api, bridges) if p.metadata.name.startswith("bridge-")
+                 and p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement running",
+    )[0]  # fmt: skip
+
+    assert new.spec.node_name != node
+    assert new.spec.containers[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
+    assert new.status.container_statuses[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
+    registry = reconciler.metrics.registry
+    reason = {"reason": "DeferredTimeout"}
+    assert registry.get_sample_value("bridgescale_updater_recreations_total", reason) == 1
+    assert ("Recreate", "Evicted") not in _mine(reconciler.run_pass(), bridges)
+
+
+def test_a_limit_the_kubelet_refuses_is_reverted(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    _bridge_using_300mi(api, bridges, recommended_memory="1Gi")
+    too_small = {"requests": {"memory": "200Mi"}, "limits": {"memory": "200Mi"}}
+    client.CoreV1Api(api).patch_namespaced_pod_resize(
+        "bridge-0", bridges, {"spec": {"containers": [{"name": "router", "resources": too_small}]}}
+    )  # someone else sets a limit below the 300Mi in use
+
+    def refusal() -> str | None:
+        pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges)
+        found = condition(pod, "PodResizeInProgress")
+        return found.message if found and found.reason == "Error" else None
+
+    print("kubelet:", eventually(refusal, what="the simulated kubelet to refuse the limit"))
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+
+    pod = wait_resized(api, bridges, "bridge-0", [Expected(guaranteed("router", "500m", "1Gi"))])
+    assert pod.status.container_statuses[0].restart_count == 0

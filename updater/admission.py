@@ -1,0 +1,151 @@
+"""The mutating admission webhook's decision: size a new pod of a tracked workload from its
+recommendation, and point its DRA claims at the templates the updater chose. Pure: the server
+(updater/webhook.py) reads the cluster and hands the facts in.
+
+The answer is a JSON patch on the pod; a pod that cannot be sized is admitted unchanged (with
+the reason in the AdmissionReview's warnings), never refused: the webhook's failurePolicy is
+Ignore and it must not become the reason a bridge cannot start.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridgescale.policy import UpdateMode, WorkloadPolicy
+from bridgescale.quantity import format_quantity, round_up
+from bridgescale.updater.pods import (
+    SIZED,
+    Container,
+    PodProblem,
+    QoSClass,
+    Sized,
+    qos_class,
+    read_amounts,
+)
+from bridgescale.updater.recommendations import Recommendation
+from bridgescale.updater.sizing import plan_container
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the webhook knows about the new pod's workload."""
+
+    recommendation: Recommendation | None
+    policy: WorkloadPolicy = field(default_factory=WorkloadPolicy)
+    claim_templates: Mapping[str, str] = field(default_factory=dict)  # pod claim -> template
+
+
+def initial_requests(
+    container: Container, sizing: Sizing, recommendation: Recommendation
+) -> dict[Sized, float]:
+    """The recommended requests of a new container, within the policy's min and max."""
+    wanted = recommendation.containers.get(container.name)
+    if wanted is None:
+        return {}
+    changed: dict[Sized, float] = {}
+    for resource in SIZED:
+        if resource in sizing.policy.controlled and resource in wanted.target:
+            target = round_up(wanted.target[resource], resource)
+            changed[resource] = sizing.policy.clamp(resource, target)
+    return changed
+
+
+def _resources(container: Mapping[str, Any], requests: Mapping[Sized, float],
+               limits: Mapping[Sized, float]) -> dict[str, Any]:  # fmt: skip
+    resources = dict(container.get("resources") or {})
+    for key, amounts in (("requests", requests), ("limits", limits)):
+        merged = dict(resources.get(key) or {})
+        merged.update({r: format_quantity(v, r) for r, v in amounts.items()})
+        if merged:
+            resources[key] = merged
+    return resources
+
+
+def _read(raw: Mapping[str, Any], index: int) -> Container:
+    resources = raw.get("resources") or {}
+    where = f"spec.containers[{index}].resources"
+    return Container(
+        name=str(raw.get("name")),
+        requests=read_amounts(resources.get("requests"), SIZED, f"{where}.requests", PodProblem),
+        limits=read_amounts(resources.get("limits"), SIZED, f"{where}.limits", PodProblem),
+    )
+
+
+def _size_containers(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, Any]]:
+    recommendation = sizing.recommendation
+    raw_containers = (pod.get("spec") or {}).get("containers") or []
+    containers = tuple(_read(raw, i) for i, raw in enumerate(raw_containers))
+    qos = qos_class(containers)
+    if recommendation is None or qos is QoSClass.BEST_EFFORT:
+        return []
+    operations = []
+    for index, (raw, container) in enumerate(zip(raw_containers, containers, strict=True)):
+        changed = initial_requests(container, sizing, recommendation)
+        if qos is QoSClass.GUARANTEED:
+            changed = {r: v for r, v in changed.items() if r in container.limits}
+        if not changed:
+            continue
+        requests, limits = plan_container(container, changed, qos, floor=0.0)
+        operations.append(
+            {
+                "op": "replace" if "resources" in raw else "add",
+                "path": f"/spec/containers/{index}/resources",
+                "value": _resources(raw, requests, limits),
+            }
+        )
+    return operations
+
+
+def _point_claims(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, Any]]:
+    operations = []
+    for index, claim in enumerate((pod.get("spec") or {}).get("resourceClaims") or []):
+        template = sizing.claim_templates.get(str(claim.get("name")))
+        if template and claim.get("resourceClaimTemplateName") not in {None, template}:
+            operations.append(
+                {
+                    "op": "replace",
+                    "path": f"/spec/resourceClaims/{index}/resourceClaimTemplateName",
+                    "value": template,
+                }
+            )
+    return operations
+
+
+def mutate(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, Any]]:
+    """The JSON patch that sizes a new pod; raises PodProblem for a pod it cannot read."""
+    if sizing.policy.mode is UpdateMode.OFF:
+        return []
+    return _size_containers(pod, sizing) + _point_claims(pod, sizing)
+
+
+def sized(manifest: Mapping[str, Any], sizing: Sizing) -> dict[str, Any]:
+    """A copy of a pod manifest with `mutate`'s changes made (for bare pods the updater
+    creates itself)."""
+    copy = json.loads(json.dumps(manifest))
+    for operation in mutate(manifest, sizing):
+        *parents, last = operation["path"].strip("/").split("/")
+        target = copy
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target[int(last)] = operation["value"]
+        else:
+            target[last] = operation["value"]
+    return dict(copy)
+
+
+def review_response(
+    uid: str, operations: list[dict[str, Any]], warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """An admission.k8s.io/v1 AdmissionReview answer that always allows the pod."""
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if operations:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(operations).encode()).decode()
+    if warnings:
+        response["warnings"] = warnings
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}

@@ -1,0 +1,61 @@
+"""A ResourceRecommendation's status as plain data: target and bounds per container."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridgescale.quantity import RESOURCES, Resource
+from bridgescale.updater.pods import read_amounts
+
+
+class RecommendationProblem(ValueError):
+    """A recommendation the updater cannot use; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ContainerRecommendation:
+    container: str
+    target: Mapping[Resource, float]
+    lower_bound: Mapping[Resource, float] = field(default_factory=dict)
+    upper_bound: Mapping[Resource, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    namespace: str
+    name: str
+    target_kind: str
+    target_name: str
+    containers: Mapping[str, ContainerRecommendation]
+
+
+def _amounts(raw: Mapping[str, Any] | None, where: str) -> dict[Resource, float]:
+    return read_amounts(raw, RESOURCES, where, RecommendationProblem)
+
+
+def recommendation_from_json(raw: Mapping[str, Any]) -> Recommendation:
+    """Read a ResourceRecommendation object; raises RecommendationProblem naming the field."""
+    metadata, spec = raw["metadata"], raw.get("spec") or {}
+    target = spec.get("targetRef") or {}
+    containers = {}
+    status = raw.get("status") or {}
+    for index, item in enumerate(status.get("containerRecommendations") or []):
+        where = f"status.containerRecommendations[{index}]"
+        name = item.get("containerName")
+        if not name:
+            raise RecommendationProblem(f"{where}.containerName is missing")
+        containers[str(name)] = ContainerRecommendation(
+            container=str(name),
+            target=_amounts(item.get("target"), f"{where}.target"),
+            lower_bound=_amounts(item.get("lowerBound"), f"{where}.lowerBound"),
+            upper_bound=_amounts(item.get("upperBound"), f"{where}.upperBound"),
+        )
+    return Recommendation(
+        namespace=str(metadata["namespace"]),
+        name=str(metadata["name"]),
+        target_kind=str(target.get("kind", "")),
+        target_name=str(target.get("name", "")),
+        containers=containers,
+    )

@@ -1,0 +1,229 @@
+"""What size each container of a pod should have, and the resize that gets it there.
+
+Rules (docs/updater.md has them for people):
+- A request changes when it is outside [lowerBound, upperBound], differs from the target by more
+  than the tolerance, or the container is at risk (working set near its memory limit, a recent
+  OOM kill, heavy CPU throttling). The new request is the target, rounded up, within the
+  workload policy's min and max.
+- Memory goes down carefully: never below the recent peak times a margin, nor below the working
+  set plus headroom, at most a bounded fraction per step, and not at all when a burst is forecast.
+- The QoS class stays: Guaranteed moves requests and limits together; Burstable scales each
+  limit with its request (keeping the ratio, and a limit that was above its request stays above
+  it); BestEffort pods are left alone. Nothing is ever removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridgescale.policy import WorkloadPolicy
+from bridgescale.quantity import MiB, format_quantity, round_up
+from bridgescale.updater.pods import SIZED, Amounts, Container, Pod, QoSClass, Sized
+from bridgescale.updater.recommendations import ContainerRecommendation
+from bridgescale.updater.settings import UpdaterSettings
+
+_UNIT: Mapping[Sized, float] = {"cpu": 0.001, "memory": float(MiB)}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Recent usage of one container, as the recommender's inputs saw it."""
+
+    working_set: float | None = None  # bytes
+    peak: float | None = None  # bytes, recent peak working set
+    throttled_ratio: float = 0.0  # throttled CFS periods / periods
+    oom_killed_recently: bool = False
+    burst_forecast: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerChange:
+    container: str
+    requests: Amounts  # complete: every request the container keeps
+    limits: Amounts
+    before: Container
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def scales_up(self) -> bool:
+        return any(
+            self.requests.get(r, 0.0) > self.before.requests.get(r, 0.0)
+            or self.limits.get(r, 0.0) > self.before.limits.get(r, 0.0)
+            for r in SIZED
+        )
+
+    def describe(self) -> str:
+        moves = [
+            f"{r} {format_quantity(self.before.requests.get(r, 0.0), r)} -> "
+            f"{format_quantity(self.requests[r], r)}"
+            for r in SIZED
+            if r in self.requests and self.requests[r] != self.before.requests.get(r)
+        ]
+        return f"{self.container} {', '.join(moves) or 'limits only'}"
+
+
+@dataclass(frozen=True)
+class Resize:
+    """One PATCH of `pods/resize` covering every container that changes."""
+
+    pod: Pod
+    changes: tuple[ContainerChange, ...] = field(default_factory=tuple)
+
+    @property
+    def scales_up(self) -> bool:
+        return any(change.scales_up for change in self.changes)
+
+    def describe(self) -> str:
+        return "; ".join(change.describe() for change in self.changes)
+
+    def patch(self) -> dict[str, Any]:
+        """A strategic merge patch with the pod's resourceVersion as precondition."""
+        return {
+            "metadata": {"resourceVersion": self.pod.resource_version},
+            "spec": {"containers": [_container_patch(change) for change in self.changes]},
+        }
+
+
+def _container_patch(change: ContainerChange) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for key, amounts in (("requests", change.requests), ("limits", change.limits)):
+        if amounts:
+            resources[key] = {r: format_quantity(v, r) for r, v in amounts.items()}
+    return {"name": change.container, "resources": resources}
+
+
+def memory_floor(usage: Usage, settings: UpdaterSettings) -> float:
+    """The lowest memory request or limit a downscale may set."""
+    floors = [0.0]
+    if usage.peak is not None:
+        floors.append(usage.peak * settings.memory_peak_margin)
+    if usage.working_set is not None:
+        floors.append(usage.working_set + settings.memory_headroom_bytes)
+    return round_up(max(floors), "memory")
+
+
+def risks(container: Container, usage: Usage, settings: UpdaterSettings) -> dict[Sized, str]:
+    """The resources of `container` at risk now, with the reason."""
+    found: dict[Sized, str] = {}
+    limit = container.limits.get("memory")
+    if usage.oom_killed_recently:
+        found["memory"] = "OOM-killed recently"
+    elif limit and usage.working_set and usage.working_set >= settings.risk_usage_ratio * limit:
+        found["memory"] = "working set near the memory limit"
+    if usage.throttled_ratio >= settings.risk_throttled_ratio:
+        found["cpu"] = f"throttled in {usage.throttled_ratio:.0%} of CPU periods"
+    return found
+
+
+def _why(current: float | None, recommendation: ContainerRecommendation, resource: Sized,
+         settings: UpdaterSettings) -> str | None:  # fmt: skip
+    target = recommendation.target[resource]
+    if current is None:
+        return "no request yet"
+    low = recommendation.lower_bound.get(resource)
+    high = recommendation.upper_bound.get(resource)
+    if (low is not None and current < low) or (high is not None and current > high):
+        return "request outside the recommended bounds"
+    if abs(current - target) > settings.tolerance * target:
+        return "request differs from the target"
+    return None
+
+
+def _safe_memory(current: float, wanted: float, usage: Usage, settings: UpdaterSettings) -> float:
+    """`wanted` memory, raised as far as a safe downscale needs."""
+    if wanted >= current:
+        return wanted
+    if usage.burst_forecast:
+        return current
+    step = round_up(current * (1 - settings.memory_max_step_down), "memory")
+    return min(current, max(wanted, step, memory_floor(usage, settings)))
+
+
+def new_requests(
+    container: Container,
+    recommendation: ContainerRecommendation,
+    policy: WorkloadPolicy,
+    usage: Usage,
+    settings: UpdaterSettings,
+) -> tuple[dict[Sized, float], list[str]]:
+    """The requests that change, and why; empty when the container is fine as it is."""
+    at_risk = risks(container, usage, settings)
+    changed: dict[Sized, float] = {}
+    reasons: list[str] = []
+    for resource in SIZED:
+        if resource not in policy.controlled or resource not in recommendation.target:
+            continue
+        current = container.requests.get(resource)
+        why = at_risk.get(resource) or _why(current, recommendation, resource, settings)
+        if why is None:
+            continue
+        wanted = recommendation.target[resource]
+        if resource in at_risk and current is not None:
+            wanted = max(wanted, current * settings.risk_step_up)
+        wanted = policy.clamp(resource, round_up(wanted, resource))
+        if resource == "memory" and current is not None:
+            wanted = _safe_memory(current, wanted, usage, settings)
+        if wanted != current:
+            changed[resource] = wanted
+            reasons.append(f"{resource}: {why}")
+    return changed, reasons
+
+
+def _limit(resource: Sized, before: Container, request: float, floor: float) -> float | None:
+    """The limit that goes with a new Burstable `request`, or None to keep the limit as is."""
+    limit = before.limits.get(resource)
+    old_request = before.requests.get(resource)
+    if limit is None:
+        return None
+    ratio = limit / old_request if old_request else 1.0
+    new = round_up(max(request * ratio, request), resource)
+    if limit > (old_request or 0.0):
+        new = max(new, request + _UNIT[resource])  # a limit above its request stays above it
+    if resource == "memory":
+        new = max(new, min(limit, floor))  # never lowered below usage plus headroom
+    return new
+
+
+def plan_container(
+    before: Container, changed: Mapping[Sized, float], qos: QoSClass, floor: float
+) -> tuple[dict[Sized, float], dict[Sized, float]]:
+    """The complete requests and limits of a container after a resize of `changed`."""
+    requests = {**before.requests, **changed}
+    limits = dict(before.limits)
+    for resource, request in changed.items():
+        if qos is QoSClass.GUARANTEED:
+            limits[resource] = request
+            continue
+        limit = _limit(resource, before, request, floor)
+        if limit is not None:
+            limits[resource] = limit
+    return requests, limits
+
+
+def plan_resize(
+    pod: Pod,
+    recommendations: Mapping[str, ContainerRecommendation],
+    policy: WorkloadPolicy,
+    usage: Mapping[str, Usage],
+    settings: UpdaterSettings,
+) -> Resize | None:
+    """The resize this pod needs, or None when none does (or it is BestEffort)."""
+    if pod.qos_class is QoSClass.BEST_EFFORT:
+        return None
+    changes = []
+    for container in pod.containers:
+        recommendation = recommendations.get(container.name)
+        if recommendation is None:
+            continue
+        seen = usage.get(container.name, Usage())
+        changed, reasons = new_requests(container, recommendation, policy, seen, settings)
+        if pod.qos_class is QoSClass.GUARANTEED:
+            changed = {r: v for r, v in changed.items() if r in container.limits}
+        if not changed:
+            continue
+        floor = memory_floor(seen, settings)
+        requests, limits = plan_container(container, changed, pod.qos_class, floor)
+        changes.append(ContainerChange(container.name, requests, limits, container, tuple(reasons)))
+    return Resize(pod, tuple(changes)) if changes else None
