@@ -5,6 +5,7 @@ running afterwards."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
         with urllib.request.urlopen(f"{env['PROMETHEUS_URL']}/-/ready", timeout=5) as ready:
             assert ready.status == 200
         _check_fleet_and_history(kubeconfig, env["PROMETHEUS_URL"])
+        _check_recommendations_of_the_fleet(env, kubeconfig)
 
         status = _dev("status", state_dir, settings.port_base)
         assert status.returncode == 0, status.stderr
@@ -113,3 +115,82 @@ def _check_fleet_and_history(kubeconfig: Path, prometheus_url: str) -> None:
         span_days = (max(stamps) - min(stamps)) / 86400
         assert span_days >= 7.0, (series["metric"], span_days)
     print(f"history: {len(result)} series of working set spanning >= 7 days")
+
+
+def _bridgescale(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *arguments],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _check_recommendations_of_the_fleet(env: dict[str, str], kubeconfig: Path) -> None:
+    """The recommender's promises on the demo fleet: advice for every container, a GPU memory
+    target where a container has a GPU claim, one ResourceRecommendation per workload of the
+    opted-in namespace and none elsewhere."""
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        core.create_namespace({"metadata": {"name": "not-opted-in"}})
+        apps.create_namespaced_deployment(
+            "not-opted-in",
+            {
+                "metadata": {"name": "idle"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "idle"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "idle"}},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "idle",
+                                    "image": "idle",
+                                    "resources": {"requests": {"cpu": "10m"}},
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+        )
+        pods = core.list_namespaced_pod("bridges").items
+
+    report = _bridgescale(env, "recommend", "--namespace", "bridges", "--output", "json")
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)["recommendations"]
+    workloads = {
+        (pod.metadata.owner_references[0].kind, pod.metadata.owner_references[0].name)
+        for pod in pods
+    }
+    print(f"recommend: {len(rows)} containers advised")
+    assert {(r["name"], r["container"]) for r in rows} == {
+        (name, container)
+        for name in ("lidar-bridge", "camera-bridge", "pointcloud")
+        for container in ("router", "telemetry")
+    }
+    for row in rows:
+        assert {"cpu", "memory"} <= set(row["target"]), row
+        with_gpu = (row["name"], row["container"]) == ("pointcloud", "router")
+        assert ("gpu-memory" in row["target"]) == with_gpu, row
+    assert len(workloads) == 3
+
+    cycle = _bridgescale(env, "recommender", "--once", "--no-leader-election")
+    assert cycle.returncode == 0, cycle.stderr
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        custom = client.CustomObjectsApi(api)
+        published = custom.list_cluster_custom_object(
+            "bridgescale.dev", "v1alpha1", "resourcerecommendations"
+        )["items"]
+    found = {
+        (r["metadata"]["namespace"], r["spec"]["targetRef"]["kind"], r["metadata"]["name"])
+        for r in published
+    }
+    print(f"recommender --once published: {sorted(found)}")
+    assert found == {
+        ("bridges", "StatefulSet", "lidar-bridge"),
+        ("bridges", "Deployment", "camera-bridge"),
+        ("bridges", "Deployment", "pointcloud"),
+    }
