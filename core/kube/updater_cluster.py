@@ -5,6 +5,7 @@ hold a bare pod's manifest while it is recreated."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ from bridgescale.kube import (
 )
 from bridgescale.updater.placement import WorkloadKey
 from bridgescale.updater.ports import RawObject, RefusalKind, Refused, SavedPod
+
+logger = logging.getLogger(__name__)
 
 ENABLED_LABEL = "bridgescale.dev/enabled=true"
 SAVED_POD_LABEL = "bridgescale.dev/saved-pod"
@@ -153,7 +156,15 @@ class KubeCluster:
     def emit(
         self, regarding: Mapping[str, str], reason: str, note: str, *, warning: bool = False
     ) -> None:
-        updater_events.emit_event(
-            self.api, dict(regarding), reason=reason, note=note, warning=warning,
-            instance=self.instance,
-        )  # fmt: skip
+        """Record an Event; one that cannot be written (a namespace being deleted, RBAC, an API
+        server that is away) is logged instead: Events are a record, never a reason to stop."""
+        try:
+            updater_events.emit_event(
+                self.api, dict(regarding), reason=reason, note=note, warning=warning,
+                instance=self.instance,
+            )  # fmt: skip
+        except KubeError as error:
+            logger.warning(
+                "event %s on %s %s/%s not recorded: %s", reason, regarding.get("kind"),
+                regarding.get("namespace"), regarding.get("name"), error,
+            )  # fmt: skip

@@ -20,8 +20,10 @@ UPDATER_NAMESPACE, UPDATER_ACCOUNT = "bridgescale-system", "bridgescale-updater"
 
 
 def apply_updater_rbac(api: client.ApiClient) -> None:
-    path = find_project_root(Path(__file__)) / "deploy" / "updater" / "rbac.yaml"
-    kube.apply(api, kube.load_manifests(path))
+    deploy = find_project_root(Path(__file__)) / "deploy"
+    kube.apply(
+        api, kube.load_manifests(deploy / "namespace.yaml", deploy / "updater" / "rbac.yaml")
+    )
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",

@@ -1,0 +1,103 @@
+"""deploy/ installs into a real API server, and its RBAC gives each service what it needs and no
+`update` of pods: the updater changes pods only through pods/resize and the Eviction API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from bridgescale import kube
+from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.settings import find_project_root
+
+DEPLOY = find_project_root(Path(__file__)) / "deploy"
+NAMESPACE = "bridgescale-system"
+ACCOUNTS = ("bridgescale-recommender", "bridgescale-updater")
+
+
+def _kubectl(local_cluster: LocalEnvironment, *arguments: str) -> subprocess.CompletedProcess[str]:
+    kubectl = local_cluster.settings.binaries_dir / "kubectl"
+    env = dict(os.environ, KUBECONFIG=str(local_cluster.admin_kubeconfig))
+    return subprocess.run(
+        [str(kubectl), *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_base_applies_with_server_side_dry_run(
+    local_cluster: LocalEnvironment, crds: list[str]
+) -> None:
+    rendered = _kubectl(local_cluster, "kustomize", str(DEPLOY))
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = sorted({doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc})
+    print(f"deploy/ renders: {', '.join(kinds)}")
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "CustomResourceDefinition"} <= set(kinds)
+
+    applied = _kubectl(
+        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(DEPLOY)
+    )
+    assert applied.returncode == 0, applied.stderr
+    lines = applied.stdout.splitlines()
+    print("\n".join(lines))
+    assert all(line.endswith("(server dry run)") for line in lines)
+    assert any("deployment.apps/bridgescale-updater" in line for line in lines)
+
+
+def _can(api: client.ApiClient, account: str, verb: str, resource: str,
+         subresource: str = "") -> bool:  # fmt: skip
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{NAMESPACE}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"],
+            "resourceAttributes": {
+                "namespace": "bridges",
+                "verb": verb,
+                "resource": resource,
+                "subresource": subresource,
+            },
+        },
+    }
+    allowed: bool = (
+        client.AuthorizationV1Api(api).create_subject_access_review(review).status.allowed
+    )
+    return allowed
+
+
+@pytest.fixture(scope="module")
+def deployed_rbac(api: client.ApiClient) -> None:
+    """The service accounts and RBAC of deploy/, for real (not the Deployments, which would run
+    on the shared test cluster's simulated nodes)."""
+    rbac = [
+        DEPLOY / "namespace.yaml",
+        DEPLOY / "recommender/rbac.yaml",
+        DEPLOY / "updater/rbac.yaml",
+    ]
+    kube.apply(api, kube.load_manifests(*rbac))
+
+
+@pytest.mark.parametrize("account", ACCOUNTS)
+@pytest.mark.parametrize("verb", ["update", "patch", "delete"])
+def test_no_service_account_can_change_pods_directly(
+    api: client.ApiClient, deployed_rbac: None, account: str, verb: str
+) -> None:
+    assert not _can(api, account, verb, "pods")
+
+
+def test_the_updater_resizes_and_evicts(api: client.ApiClient, deployed_rbac: None) -> None:
+    updater = "bridgescale-updater"
+    assert _can(api, updater, "patch", "pods", "resize")
+    assert _can(api, updater, "create", "pods", "eviction")
+    assert not _can(api, updater, "update", "pods", "resize")
+    assert not _can(api, "bridgescale-recommender", "patch", "pods", "resize")
+    assert not _can(api, "bridgescale-recommender", "create", "pods", "eviction")
