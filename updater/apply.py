@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bridgescale.quantity import format_quantity
 from bridgescale.updater.admission import Sizing, sized
 from bridgescale.updater.placement import node_with_room
 from bridgescale.updater.pods import SIZED, Pod, PodProblem, Sized, pod_from_json
@@ -16,6 +17,10 @@ from bridgescale.updater.sizing import Resize
 
 # The API server's answer to a resize of a container with DRA claims (kubernetes/kubernetes#138641).
 CLAIMS_REFUSAL = "only cpu and memory resources are mutable"
+# The API server's answer (PodResizeValidator, 403 with cause NodeCapacity, since 1.35) to a
+# resize beyond the allocatable of the pod's node: the kubelet never sees it, so this is where
+# "Infeasible" shows up for requests larger than the node.
+NODE_CAPACITY_REFUSAL = "didn't have enough allocatable resources"
 SAVED_KEEPS = ("name", "labels", "annotations")
 
 
@@ -26,6 +31,7 @@ class ResizeResult(StrEnum):
     CONFLICT = "Conflict"  # still conflicting after every attempt
     REFUSED = "Refused"
     CLAIMS_NOT_RESIZABLE = "ClaimsNotResizable"
+    BEYOND_NODE = "BeyondNodeAllocatable"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ def _refusal(resize: Resize, refused: Refused) -> ResizeOutcome:
     has_claims = any(c.has_claims for c in resize.pod.containers)
     if refused.kind == "Invalid" and has_claims and CLAIMS_REFUSAL in refused.message:
         return ResizeOutcome(ResizeResult.CLAIMS_NOT_RESIZABLE, refused.message, resize.pod)
+    if refused.kind == "Forbidden" and NODE_CAPACITY_REFUSAL in refused.message:
+        return ResizeOutcome(ResizeResult.BEYOND_NODE, refused.message, resize.pod)
     return ResizeOutcome(ResizeResult.REFUSED, str(refused), resize.pod)
 
 
@@ -112,7 +120,7 @@ def recreate(
     API server first, at its new size, and `restore_saved_pods` creates it again."""
     node = cluster_node_with_room(cluster, wanted, pod.uid)
     if node is None:
-        amounts = ", ".join(f"{r} {wanted[r]:g}" for r in SIZED if r in wanted)
+        amounts = ", ".join(f"{r} {format_quantity(wanted[r], r)}" for r in SIZED if r in wanted)
         return RecreateOutcome(RecreateResult.NO_ROOM, f"no node has room for {amounts}")
     if pod.owner is None:
         manifest = sized(saved_manifest(raw), sizing)

@@ -54,6 +54,18 @@ from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import Resize
 
 logger = logging.getLogger("bridgescale.updater")
+
+# Resizes the API server refuses for good, which a recreate at the new size can still carry out.
+RECREATE_INSTEAD: dict[ResizeResult, tuple[RecreateReason, str]] = {
+    ResizeResult.CLAIMS_NOT_RESIZABLE: (
+        RecreateReason.CLAIMS_NOT_RESIZABLE,
+        "the API server refused the resize of a container with DRA claims: ",
+    ),
+    ResizeResult.BEYOND_NODE: (
+        RecreateReason.INFEASIBLE,
+        "the new size does not fit the pod's node: ",
+    ),
+}
 Clock = Callable[[], dt.datetime]
 
 
@@ -279,9 +291,8 @@ class Reconciler:
             self._tell(_workload_ref(item.key), "Resized", f"{pod.name}: {note}")
             started = (pod.namespace, pod.name, outcome.pod.generation, self.clock())
             self.in_flight.resizes[pod.uid] = started
-        elif outcome.result is ResizeResult.CLAIMS_NOT_RESIZABLE:
-            reason = RecreateReason.CLAIMS_NOT_RESIZABLE
-            message = "the API server refused the resize of a container with DRA claims: "
+        elif outcome.result in RECREATE_INSTEAD:
+            reason, message = RECREATE_INSTEAD[outcome.result]
             recreate_instead = Recreate(reason, message + outcome.message)
             if item.policy.mode is UpdateMode.IN_PLACE_OR_RECREATE:
                 return self._recreate(item, recreate_instead, log)
