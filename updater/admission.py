@@ -39,10 +39,11 @@ class Sizing:
     claim_templates: Mapping[str, str] = field(default_factory=dict)  # pod claim -> template
 
 
-def initial_requests(
+def initial_sizes(
     container: Container, sizing: Sizing, recommendation: Recommendation
 ) -> dict[Sized, float]:
-    """The recommended requests of a new container, within the policy's min and max."""
+    """The recommended sizes (limit, or request without one) of a new container, within the
+    policy's min and max."""
     wanted = recommendation.containers.get(container.name)
     if wanted is None:
         return {}
@@ -52,6 +53,19 @@ def initial_requests(
             target = round_up(wanted.target[resource], resource)
             changed[resource] = sizing.policy.clamp(resource, target)
     return changed
+
+
+def initial_resources(
+    container: Container, sizing: Sizing, recommendation: Recommendation, qos: QoSClass
+) -> tuple[dict[Sized, float], dict[Sized, float]] | None:
+    """The requests and limits of a new container in its pod's QoS class, or None when the
+    webhook leaves it as it is."""
+    if qos is QoSClass.BEST_EFFORT:
+        return None
+    changed = initial_sizes(container, sizing, recommendation)
+    if qos is QoSClass.GUARANTEED:
+        changed = {r: v for r, v in changed.items() if r in container.limits}
+    return plan_container(container, changed, qos) if changed else None
 
 
 def _resources(container: Mapping[str, Any], requests: Mapping[Sized, float],
@@ -84,12 +98,10 @@ def _size_containers(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, A
         return []
     operations = []
     for index, (raw, container) in enumerate(zip(raw_containers, containers, strict=True)):
-        changed = initial_requests(container, sizing, recommendation)
-        if qos is QoSClass.GUARANTEED:
-            changed = {r: v for r, v in changed.items() if r in container.limits}
-        if not changed:
+        planned = initial_resources(container, sizing, recommendation, qos)
+        if planned is None:
             continue
-        requests, limits = plan_container(container, changed, qos, floor=0.0)
+        requests, limits = planned
         operations.append(
             {
                 "op": "replace" if "resources" in raw else "add",

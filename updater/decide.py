@@ -160,7 +160,7 @@ def decide(
         return after
     resize = plan_resize(pod, recommendations, policy, usage, settings)
     if resize is None:
-        return Skip("requests match the recommendation")
+        return Skip("requests and limits match the recommendation")
     cooling = pod.last_resize and now - pod.last_resize < settings.cool_down
     if cooling and not resize.scales_up:
         return Wait(f"cool-down after the resize at {pod.last_resize}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from bridgescale.logs import ObjectLogger
 from bridgescale.policy import UpdateMode, WorkloadPolicy, policy_from_annotations
-from bridgescale.updater.admission import Sizing, initial_requests
+from bridgescale.updater.admission import Sizing, initial_resources
 from bridgescale.updater.apply import (
     RecreateOutcome,
     RecreateResult,
@@ -430,7 +430,8 @@ def recommended_total(
     total: dict[Sized, float] = dict.fromkeys(SIZED, 0.0)
     sizing = Sizing(recommendation, policy)
     for container in pod.containers:
-        requests = {**container.requests, **initial_requests(container, sizing, recommendation)}
+        planned = initial_resources(container, sizing, recommendation, pod.qos_class)
+        requests = planned[0] if planned else container.requests
         for resource in SIZED:
             total[resource] += requests.get(resource, 0.0)
     return total

@@ -1,19 +1,22 @@
 """What size each container of a pod should have, and the resize that gets it there.
 
 Rules (docs/updater.md has them for people):
-- A request changes when it is outside [lowerBound, upperBound], differs from the target by more
+- A target is the forecast peak, so it is applied to the limit where the container has one, and
+  to the request where it has none: that value is the container's size for the resource.
+- A size changes when it is outside [lowerBound, upperBound], differs from the target by more
   than the tolerance, or the container is at risk (working set near its memory limit, a recent
-  OOM kill, heavy CPU throttling). The new request is the target, rounded up, within the
-  workload policy's min and max.
+  OOM kill, heavy CPU throttling). The new size is the target, rounded up, within the workload
+  policy's min and max.
 - Memory goes down carefully: never below the recent peak times a margin, nor below the working
   set plus headroom, at most a bounded fraction per step, and not at all when a burst is forecast.
-- The QoS class stays: Guaranteed moves requests and limits together; Burstable scales each
-  limit with its request (keeping the ratio, and a limit that was above its request stays above
+- The QoS class stays: Guaranteed moves requests and limits together; Burstable keeps each
+  request at its old ratio below its limit (a request that was below its limit stays below
   it); BestEffort pods are left alone. Nothing is ever removed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,13 +58,18 @@ class ContainerChange:
         )
 
     def describe(self) -> str:
-        moves = [
-            f"{r} {format_quantity(self.before.requests.get(r, 0.0), r)} -> "
-            f"{format_quantity(self.requests[r], r)}"
-            for r in SIZED
-            if r in self.requests and self.requests[r] != self.before.requests.get(r)
-        ]
-        return f"{self.container} {', '.join(moves) or 'limits only'}"
+        after = Container(self.container, self.requests, self.limits)
+        moves = []
+        for resource in SIZED:
+            old, new = size(self.before, resource), size(after, resource)
+            if new is not None and new != old:
+                burstable = self.limits.get(resource, new) != self.requests.get(resource, new)
+                label = f"{resource} limit" if burstable else resource
+                moves.append(
+                    f"{label} {format_quantity(old or 0.0, resource)} -> "
+                    f"{format_quantity(new, resource)}"
+                )
+        return f"{self.container} {', '.join(moves) or 'requests only'}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,14 @@ def _container_patch(change: ContainerChange) -> dict[str, Any]:
     return {"name": change.container, "resources": resources}
 
 
+def size(container: Container, resource: Sized) -> float | None:
+    """What a target is applied to: the limit where there is one, else the request."""
+    limit = container.limits.get(resource)
+    return limit if limit is not None else container.requests.get(resource)
+
+
 def memory_floor(usage: Usage, settings: UpdaterSettings) -> float:
-    """The lowest memory request or limit a downscale may set."""
+    """The lowest memory size (limit, or request without one) a downscale may set."""
     floors = [0.0]
     if usage.peak is not None:
         floors.append(usage.peak * settings.memory_peak_margin)
@@ -117,17 +131,19 @@ def risks(container: Container, usage: Usage, settings: UpdaterSettings) -> dict
     return found
 
 
-def _why(current: float | None, recommendation: ContainerRecommendation, resource: Sized,
+def _why(container: Container, recommendation: ContainerRecommendation, resource: Sized,
          settings: UpdaterSettings) -> str | None:  # fmt: skip
     target = recommendation.target[resource]
+    current = size(container, resource)
     if current is None:
         return "no request yet"
+    what = "limit" if resource in container.limits else "request"
     low = recommendation.lower_bound.get(resource)
     high = recommendation.upper_bound.get(resource)
     if (low is not None and current < low) or (high is not None and current > high):
-        return "request outside the recommended bounds"
+        return f"{what} outside the recommended bounds"
     if abs(current - target) > settings.tolerance * target:
-        return "request differs from the target"
+        return f"{what} differs from the target"
     return None
 
 
@@ -141,22 +157,23 @@ def _safe_memory(current: float, wanted: float, usage: Usage, settings: UpdaterS
     return min(current, max(wanted, step, memory_floor(usage, settings)))
 
 
-def new_requests(
+def new_sizes(
     container: Container,
     recommendation: ContainerRecommendation,
     policy: WorkloadPolicy,
     usage: Usage,
     settings: UpdaterSettings,
 ) -> tuple[dict[Sized, float], list[str]]:
-    """The requests that change, and why; empty when the container is fine as it is."""
+    """The sizes (limit, or request without one) that change, and why; empty when the
+    container is fine as it is."""
     at_risk = risks(container, usage, settings)
     changed: dict[Sized, float] = {}
     reasons: list[str] = []
     for resource in SIZED:
         if resource not in policy.controlled or resource not in recommendation.target:
             continue
-        current = container.requests.get(resource)
-        why = at_risk.get(resource) or _why(current, recommendation, resource, settings)
+        current = size(container, resource)
+        why = at_risk.get(resource) or _why(container, recommendation, resource, settings)
         if why is None:
             continue
         wanted = recommendation.target[resource]
@@ -171,40 +188,33 @@ def new_requests(
     return changed, reasons
 
 
-def _limit(resource: Sized, before: Container, request: float, floor: float) -> float | None:
-    """The limit that goes with a new Burstable `request`, or None to keep the limit as is.
-
-    TODO(the target applied as the limit, the request kept at its ratio below it): the target is
-    applied to the request and the limit keeps its ratio to the request, as the VPA does; but
-    bridgescale's models forecast the peak, which is what the backtest scores as the limit, so a
-    Burstable limit ends up above the forecast by the old limit/request ratio.
-    """
-    limit = before.limits.get(resource)
-    old_request = before.requests.get(resource)
-    if limit is None:
-        return None
-    ratio = limit / old_request if old_request else 1.0
-    new = round_up(max(request * ratio, request), resource)
-    if limit > (old_request or 0.0):
-        new = max(new, request + _UNIT[resource])  # a limit above its request stays above it
-    if resource == "memory":
-        new = max(new, min(limit, floor))  # never lowered below usage plus headroom
-    return new
+def _request_below(before: Container, resource: Sized, limit: float) -> float:
+    """The request that goes with a new Burstable `limit`: at its old ratio to the limit, and
+    strictly below it when it was below (so the pod never becomes Guaranteed)."""
+    old_limit = before.limits[resource]
+    old_request = before.requests.get(resource, old_limit)  # the API server's default
+    if old_request >= old_limit:
+        return limit
+    request = round_up(limit * old_request / old_limit, resource)
+    unit = _UNIT[resource]
+    highest_below = (math.ceil(round(limit / unit, 6)) - 1) * unit
+    return min(request, round_up(max(highest_below, 0.0), resource))
 
 
 def plan_container(
-    before: Container, changed: Mapping[Sized, float], qos: QoSClass, floor: float
+    before: Container, changed: Mapping[Sized, float], qos: QoSClass
 ) -> tuple[dict[Sized, float], dict[Sized, float]]:
-    """The complete requests and limits of a container after a resize of `changed`."""
-    requests = {**before.requests, **changed}
+    """The complete requests and limits of a container whose sizes `changed`."""
+    requests = dict(before.requests)
     limits = dict(before.limits)
-    for resource, request in changed.items():
-        if qos is QoSClass.GUARANTEED:
-            limits[resource] = request
-            continue
-        limit = _limit(resource, before, request, floor)
-        if limit is not None:
-            limits[resource] = limit
+    for resource, value in changed.items():
+        if resource not in before.limits:
+            requests[resource] = value  # no limit to aim at
+        elif qos is QoSClass.GUARANTEED:
+            requests[resource] = limits[resource] = value
+        else:
+            requests[resource] = _request_below(before, resource, value)
+            limits[resource] = value
     return requests, limits
 
 
@@ -224,12 +234,11 @@ def plan_resize(
         if recommendation is None:
             continue
         seen = usage.get(container.name, Usage())
-        changed, reasons = new_requests(container, recommendation, policy, seen, settings)
+        changed, reasons = new_sizes(container, recommendation, policy, seen, settings)
         if pod.qos_class is QoSClass.GUARANTEED:
             changed = {r: v for r, v in changed.items() if r in container.limits}
         if not changed:
             continue
-        floor = memory_floor(seen, settings)
-        requests, limits = plan_container(container, changed, pod.qos_class, floor)
+        requests, limits = plan_container(container, changed, pod.qos_class)
         changes.append(ContainerChange(container.name, requests, limits, container, tuple(reasons)))
     return Resize(pod, tuple(changes)) if changes else None

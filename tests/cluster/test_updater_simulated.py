@@ -1,5 +1,6 @@
 """The updater end to end with the node simulator doing the kubelet's part: a rising
-recommendation resized in place, and memory downscaled in steps that never go below usage."""
+recommendation resized in place (to the limit of a Burstable bridge), and memory downscaled in
+steps that never go below usage."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bridgescale.updater.usage import ScrapedUsage
 from bridgescale.updater.webhook import WebhookServer
 from tests.cluster.conftest import SIMULATOR_METRICS_PORT
 from tests.cluster.simulation import (
+    Container,
     Expected,
     condition,
     guaranteed,
@@ -122,6 +124,30 @@ def test_a_rising_recommendation_is_resized_in_place(
     assert (
         registry.get_sample_value("bridgescale_updater_resizes_total", {"result": "Settled"}) == 1
     )
+
+
+def test_a_burstable_bridge_gets_the_target_as_its_limit(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    node = _roomy_nodes(api, cpu=1.0)[0]
+    router = Container("router", "250m", "500m", "256Mi", "512Mi")
+    before = run_pod(api, bridges, pod_manifest("bridge-0", [router], node))
+    recommend(api, bridges, "Pod", "bridge-0", {"cpu": "1", "memory": "768Mi"})
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+
+    resized = Container("router", "500m", "1", "384Mi", "768Mi")  # requests at half the limit
+    after = wait_resized(api, bridges, "bridge-0", [Expected(resized)])
+    assert after.metadata.uid == before.metadata.uid
+    assert after.status.qos_class == "Burstable"
+    applied = after.status.container_statuses[0].resources
+    assert applied.limits == {"cpu": "1", "memory": "768Mi"}  # the forecast peak
+    assert applied.requests == {"cpu": "500m", "memory": "384Mi"}
+    assert reconciler.settle(dt.timedelta(seconds=30))
+    assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
 
 
 def test_a_resize_beyond_its_node_is_taken_as_infeasible(
@@ -251,7 +277,8 @@ def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
     print(f"replacement {new.metadata.name} uses template {template}")
     assert template.startswith("pointcloud-gpu-20480mi-")
     assert _device(api, bridges, new).startswith("gpu-0-2g-20gb-")
-    assert _mine(reconciler.run_pass(), bridges) == [("Skip", "requests match the recommendation")]
+    skip = ("Skip", "requests and limits match the recommendation")
+    assert _mine(reconciler.run_pass(), bridges) == [skip]
     registry = reconciler.metrics.registry
     recreations = {"reason": "ClaimSwap"}
     assert registry.get_sample_value("bridgescale_updater_recreations_total", recreations) == 1
@@ -264,6 +291,24 @@ def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_siz
     core = client.CoreV1Api(api)
     _roomy_nodes(api, cpu=2.0, count=2)  # one for the bridge, one for its larger replacement
     spec = pod_manifest("bridge", [guaranteed("router", "1", "256Mi")])["spec"]
+    # Plain nodes only: on the static CPU manager node a Guaranteed cpu change is Infeasible.
+    spec["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "In",
+                                "values": list(PLAIN_NODES),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
     client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment_of("bridge", spec))
     old = eventually(lambda: _running_pods(api, bridges), what="the bridge running")[0]
     node = old.spec.node_name

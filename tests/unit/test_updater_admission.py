@@ -1,4 +1,4 @@
-"""The webhook's patch for a new pod: recommended requests in the pod's own QoS class, claims
+"""The webhook's patch for a new pod: recommended sizes in the pod's own QoS class, claims
 pointed at the chosen template, and the workload a pod belongs to."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridgescale.policy import UpdateMode, WorkloadPolicy
-from bridgescale.quantity import GiB, MiB
+from bridgescale.quantity import GiB, MiB, parse
 from bridgescale.updater.admission import Sizing, mutate, review_response, sized
 from bridgescale.updater.apply import CLAIMS_REFUSAL, ResizeResult, _refusal
 from bridgescale.updater.placement import WorkloadKey, node_with_room, workload_of
@@ -64,7 +65,7 @@ def test_mode_off_and_best_effort_pods_are_left_alone() -> None:
     st.integers(64, 4096),
     st.integers(0, 4096),
 )
-def test_burstable_stays_burstable_with_limits_above_requests(
+def test_burstable_gets_the_target_as_limit_and_keeps_its_request_ratio_below(
     cpu_m: int, extra_cpu_m: int, memory_mi: int, extra_memory_mi: int
 ) -> None:
     resources = {
@@ -75,9 +76,20 @@ def test_burstable_stays_burstable_with_limits_above_requests(
         },
     }
     after = sized(_pod(resources), Sizing(RECOMMENDATION))["spec"]["containers"][0]["resources"]
-    assert after["requests"] == {"cpu": "2", "memory": "1Gi"}
-    assert after["limits"]["cpu"] != after["requests"]["cpu"]
-    assert set(after["limits"]) == {"cpu", "memory"}
+    assert after["limits"] == {"cpu": "2", "memory": "1Gi"}
+    cpu = parse(after["requests"]["cpu"], "cpu")
+    assert cpu < 2.0  # still Burstable
+    assert cpu == pytest.approx(2.0 * cpu_m / (cpu_m + extra_cpu_m), abs=0.001)
+    memory = parse(after["requests"]["memory"], "memory")
+    ratio = memory_mi / (memory_mi + extra_memory_mi)
+    assert memory == pytest.approx(1024 * ratio * MiB, abs=MiB)
+    assert (memory < GiB) == (extra_memory_mi > 0)
+
+
+def test_burstable_without_a_limit_gets_the_target_as_request() -> None:
+    pod = _pod({"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "1Gi"}})
+    after = sized(pod, Sizing(RECOMMENDATION))["spec"]["containers"][0]["resources"]
+    assert after == {"requests": {"cpu": "2", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
 
 
 def test_review_response_allows_and_carries_a_json_patch() -> None:

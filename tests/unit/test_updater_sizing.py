@@ -1,5 +1,6 @@
-"""Sizing and resize patches: the QoS class stays, nothing is removed, policy bounds hold, and a
-memory limit never goes below usage plus headroom."""
+"""Sizing and resize patches: a target is applied to the limit (the request where there is no
+limit), the QoS class stays, nothing is removed, policy bounds hold, and a memory limit never
+goes below usage plus headroom."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from bridgescale.quantity import GiB, MiB, parse
 from bridgescale.updater.pods import SIZED, Container, Pod, QoSClass, Sized, qos_class
 from bridgescale.updater.recommendations import ContainerRecommendation
 from bridgescale.updater.settings import UpdaterSettings
-from bridgescale.updater.sizing import Usage, memory_floor, plan_resize
+from bridgescale.updater.sizing import Usage, memory_floor, plan_resize, size
 
 SETTINGS = UpdaterSettings()
 CPU = st.integers(min_value=1, max_value=64_000).map(lambda m: m / 1000)
@@ -83,16 +84,30 @@ def test_resize_keeps_qos_removes_nothing_and_respects_bounds(
         before = change.before
         assert set(before.requests) <= set(change.requests)
         assert set(before.limits) <= set(change.limits)
-        for resource, value in change.requests.items():
-            if resource in change.limits:
-                assert change.limits[resource] >= value
-            if value != before.requests.get(resource):
+        resized = Container(change.container, change.requests, change.limits)
+        for resource in SIZED:
+            _assert_request_kept_below_its_limit(before, resized, resource)
+            old, new = size(before, resource), size(resized, resource)
+            if new is not None and new != old:
                 low = policy.min_allowed.get(resource, 0.0)
                 high = policy.max_allowed.get(resource, float("inf"))
                 floor = memory_floor(usage, SETTINGS) if resource == "memory" else 0.0
-                assert low <= value <= max(high, min(floor, before.requests.get(resource, 0.0)))
-        after[change.container] = Container(change.container, change.requests, change.limits)
+                assert low <= new <= max(high, min(floor, old or 0.0))
+        after[change.container] = resized
     assert qos_class(tuple(after.values())) is pod.qos_class
+
+
+def _assert_request_kept_below_its_limit(before: Container, after: Container, r: Sized) -> None:
+    """A request never above its limit, strictly below it if it was, at its old ratio."""
+    limit, request = after.limits.get(r), after.requests.get(r)
+    if limit is None or request is None:
+        return
+    assert request <= limit
+    old_limit, old_request = before.limits[r], before.requests[r]
+    if old_request < old_limit:
+        assert request < limit
+        unit = 0.001 if r == "cpu" else MiB
+        assert abs(request - limit * old_request / old_limit) <= unit * 1.0001
 
 
 @given(pods(), RECOMMENDATIONS, USAGE)
@@ -169,3 +184,66 @@ def test_a_container_at_risk_grows_even_when_the_target_is_met() -> None:
     assert resize is not None
     assert resize.changes[0].requests == {"cpu": 1.25, "memory": 1.25 * GiB}
     assert "OOM-killed recently" in resize.changes[0].reasons[1]
+
+
+def _burstable(requests: dict[Sized, str], limits: dict[Sized, str]) -> Pod:
+    container = Container(
+        "router",
+        {r: parse(v, r) for r, v in requests.items()},
+        {r: parse(v, r) for r, v in limits.items()},
+    )
+    return Pod("ns", "bridge-0", "u", "7", 1, 1, QoSClass.BURSTABLE, (container,), phase="Running")
+
+
+def test_burstable_limit_becomes_the_target_and_the_request_keeps_its_ratio() -> None:
+    pod = _burstable({"cpu": "1", "memory": "3Gi"}, {"cpu": "2", "memory": "6Gi"})
+    rec = ContainerRecommendation("router", {"cpu": 3.0, "memory": 7373.0 * MiB})
+    resize = plan_resize(pod, {"router": rec}, WorkloadPolicy(), {}, SETTINGS)
+    assert resize is not None
+    resources = resize.patch()["spec"]["containers"][0]["resources"]
+    assert resources == {
+        "requests": {"cpu": "1500m", "memory": "3687Mi"},
+        "limits": {"cpu": "3", "memory": "7373Mi"},
+    }
+    assert resize.describe() == "router cpu limit 2 -> 3, memory limit 6Gi -> 7373Mi"
+
+
+def test_burstable_without_a_limit_gets_the_target_as_request() -> None:
+    pod = _burstable({"cpu": "1", "memory": "1Gi"}, {"memory": "2Gi"})
+    rec = ContainerRecommendation("router", {"cpu": 2.0, "memory": 2.0 * GiB})
+    resize = plan_resize(pod, {"router": rec}, WorkloadPolicy(), {}, SETTINGS)
+    assert resize is not None
+    assert resize.changes[0].requests == {"cpu": 2.0, "memory": 1.0 * GiB}
+    assert resize.changes[0].limits == {"memory": 2.0 * GiB}
+
+
+def test_burstable_memory_limit_steps_down_safely_and_the_request_follows() -> None:
+    pod = _burstable({"cpu": "1", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"})
+    rec = ContainerRecommendation("router", {"cpu": 2.0, "memory": 1.0 * GiB})
+    step = plan_resize(pod, {"router": rec}, WorkloadPolicy(), {}, SETTINGS)
+    assert step is not None
+    assert step.changes[0].limits["memory"] == 3 * GiB  # 25 % a step, of the limit
+    assert step.changes[0].requests["memory"] == 1.5 * GiB
+    busy = {"router": Usage(working_set=3.5 * GiB, peak=3.6 * GiB)}
+    assert plan_resize(pod, {"router": rec}, WorkloadPolicy(), busy, SETTINGS) is None
+
+
+def test_burstable_at_risk_raises_the_limit_and_the_request_with_it() -> None:
+    pod = _burstable({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})
+    rec = ContainerRecommendation("router", {"cpu": 2.0, "memory": 2.0 * GiB})
+    usage = {"router": Usage(working_set=1.9 * GiB)}
+    resize = plan_resize(pod, {"router": rec}, WorkloadPolicy(), usage, SETTINGS)
+    assert resize is not None
+    assert resize.changes[0].limits["memory"] == 2.5 * GiB
+    assert resize.changes[0].requests["memory"] == 1.25 * GiB
+    assert resize.changes[0].reasons == ("memory: working set near the memory limit",)
+
+
+def test_policy_bounds_the_limit_of_a_burstable_container() -> None:
+    pod = _burstable({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})
+    rec = ContainerRecommendation("router", {"cpu": 2.0, "memory": 8.0 * GiB})
+    policy = WorkloadPolicy(max_allowed={"memory": 4.0 * GiB})
+    resize = plan_resize(pod, {"router": rec}, policy, {}, SETTINGS)
+    assert resize is not None
+    assert resize.changes[0].limits["memory"] == 4 * GiB
+    assert resize.changes[0].requests["memory"] == 2 * GiB
