@@ -271,7 +271,8 @@ class PodWorker:
             for other in self.pods.values()
             if other.node == record.node and other.uid != record.uid
         ]
-        verdict = admit_resize(self.nodes[record.node].capacity, desired, record.allocated, others)
+        capacity = self.nodes[record.node].capacity
+        verdict = admit_resize(capacity, desired, record.allocated, others, record.priority)
         if isinstance(verdict, Admitted):
             record.allocated = desired
             record.pending = None

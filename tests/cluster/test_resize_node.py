@@ -205,31 +205,99 @@ def test_reverting_a_deferred_resize_clears_it(
     assert reverted.status.observed_generation == 3
 
 
-@pytest.mark.parametrize(
-    ("change", "infeasible"),
-    [("cpu", True), ("memory", False)],
-    ids=["cpu change is infeasible", "memory change is accepted"],
-)
-def test_static_cpu_manager_node(
-    api: client.ApiClient, simulator: list[str], namespace: str, change: str, infeasible: bool
-) -> None:
+def wait_infeasible(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition:
+    """The PodResizePending condition once the kubelet reported it, which must be Infeasible;
+    the containers keep the resources they had."""
     core = client.CoreV1Api(api)
-    run_pod(api, namespace, pod_manifest("pinned", [guaranteed(cpu="1")], node="sim-4"))
-    after = guaranteed(cpu="2") if change == "cpu" else guaranteed(cpu="1", memory="300Mi")
-
-    core.patch_namespaced_pod_resize("pinned", namespace, resize_patch([after]))
-
-    if not infeasible:
-        wait_resized(api, namespace, "pinned", [Expected(after)])
-        return
     pending = eventually(
-        lambda: condition(core.read_namespaced_pod("pinned", namespace), "PodResizePending"),
+        lambda: condition(core.read_namespaced_pod(name, namespace), "PodResizePending"),
         timeout=10,
         what="PodResizePending",
     )
     assert pending.reason == "Infeasible"
-    assert pending.message == (
-        'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'
-    )
+    return pending
+
+
+STATIC_CPU = 'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'
+STATIC_MEMORY = 'Resize is infeasible for Guaranteed Pods alongside Memory Manager policy "Static"'
+
+
+@pytest.mark.parametrize(
+    ("node", "after", "refusal"),
+    [
+        ("sim-4", guaranteed(cpu="2"), STATIC_CPU),
+        ("sim-4", guaranteed(cpu="1", memory="300Mi"), None),
+        ("sim-memory-manager-0", guaranteed(cpu="1", memory="300Mi"), STATIC_MEMORY),
+        ("sim-memory-manager-0", guaranteed(cpu="2"), None),
+    ],
+    ids=[
+        "static CPU manager: cpu change is infeasible",
+        "static CPU manager: memory change is accepted",
+        "static memory manager: memory change is infeasible",
+        "static memory manager: cpu change is accepted",
+    ],
+)
+def test_static_manager_node(
+    api: client.ApiClient,
+    simulator: list[str],
+    namespace: str,
+    node: str,
+    after: Container,
+    refusal: str | None,
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("pinned", [guaranteed(cpu="1")], node=node))
+
+    core.patch_namespaced_pod_resize("pinned", namespace, resize_patch([after]))
+
+    if refusal is None:
+        wait_resized(api, namespace, "pinned", [Expected(after)])
+        return
+    assert wait_infeasible(api, namespace, "pinned").message == refusal
     status = core.read_namespaced_pod("pinned", namespace).status.container_statuses[0]
-    assert status.resources.requests["cpu"] == "1"
+    assert status.resources.requests == {"cpu": "1", "memory": "200Mi"}
+
+
+def swapping(memory_request: str, memory_policy: str = "NotRequired") -> Container:
+    """Burstable with a memory request and no memory limit: it swaps on a LimitedSwap node."""
+    return Container("c1", "100m", None, memory_request, None, memory_policy=memory_policy)
+
+
+def test_swap_node_refuses_a_memory_request_change_of_a_swapping_container(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("swapper", [swapping("100Mi")], node="sim-swap-0"))
+
+    core.patch_namespaced_pod_resize("swapper", namespace, resize_patch([swapping("200Mi")]))
+
+    pending = wait_infeasible(api, namespace, "swapper")
+    assert pending.message == "In-place resize of containers with swap is not supported."
+    status = core.read_namespaced_pod("swapper", namespace).status.container_statuses[0]
+    assert status.allocated_resources["memory"] == "100Mi"
+    assert status.resources.requests["memory"] == "100Mi"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "restarts"),
+    [
+        (swapping("100Mi", "RestartContainer"), swapping("200Mi", "RestartContainer"), 1),
+        (swapping("100Mi"), Container("c1", "200m", None, "100Mi", None), 0),
+        (guaranteed(memory="100Mi"), guaranteed(memory="200Mi"), 0),
+    ],
+    ids=["a restarting container", "a cpu change", "a Guaranteed pod"],
+)
+def test_swap_node_accepts_resizes_upstream_allows(
+    api: client.ApiClient,
+    simulator: list[str],
+    namespace: str,
+    before: Container,
+    after: Container,
+    restarts: int,
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("swapper", [before], node="sim-swap-0"))
+
+    core.patch_namespaced_pod_resize("swapper", namespace, resize_patch([after]))
+
+    wait_resized(api, namespace, "swapper", [Expected(after, restart_count=restarts)])
