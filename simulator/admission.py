@@ -8,13 +8,16 @@
   resource that did not fit. A resize beyond the node's allocatable
   never reaches the kubelet in 1.37: the API server's PodResizeValidator refuses it (403).
 - Retry order of deferred resizes: resizes that increase no request first, then higher
-  priority, then Guaranteed before Burstable, then the longest pending.
+  priority, then Guaranteed before Burstable, then the longest pending. Besides the retries on
+  pod events, a periodic one: first after an initial delay, then a fixed time after the last
+  retry, whatever triggered it.
 - Actuation: lowering a memory limit to or below current usage fails with the runtime's
   message, and the resize stays in progress with reason `Error`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -160,6 +163,30 @@ class PendingResize:
     priority: int
     guaranteed: bool
     pending_since: float | None  # the PodResizePending condition's last transition
+
+
+@dataclass
+class RetrySchedule:
+    """When deferred resizes are retried without a pod event (upstream's ticker, reset by every
+    retry): `initial_seconds` after start, then `every_seconds` after the last retry. Times are
+    seconds of a monotonic clock."""
+
+    initial_seconds: float
+    every_seconds: float
+    due: float = math.inf
+
+    def start(self, now: float) -> float:
+        """The first periodic retry's time."""
+        self.due = now + self.initial_seconds
+        return self.due
+
+    def retried(self, now: float) -> float:
+        """A retry ran, on an event or periodically: the next periodic retry's time."""
+        self.due = now + self.every_seconds
+        return self.due
+
+    def is_due(self, now: float) -> bool:
+        return now >= self.due
 
 
 def retry_order(pending: Sequence[PendingResize]) -> list[str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bridgescale.simulator.admission import NodeCapacity
@@ -46,6 +47,16 @@ class SimulatedNode:
             static_cpu_manager=self.static_cpu_manager,
             static_memory_manager=self.static_memory_manager,
             swap=self.swap,
+        )
+
+    def capacity_from(self, allocatable: Mapping[str, str]) -> NodeCapacity:
+        """The capacity with the allocatable a Node object reports; the settings' for what it
+        leaves out."""
+        return replace(
+            self.capacity,
+            cpu_millis=quantity_value(CPU, allocatable.get(CPU, self.cpu)),
+            memory_bytes=quantity_value(MEMORY, allocatable.get(MEMORY, self.memory)),
+            pods=quantity_value("pods", allocatable.get("pods", str(self.pods))),
         )
 
     @property

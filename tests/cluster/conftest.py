@@ -22,6 +22,7 @@ from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
 # BRIDGESCALE_TEST_PORT_BASE to run on others.
 TEST_PORT_BASE = int(os.environ.get("BRIDGESCALE_TEST_PORT_BASE", "17440"))
 SIMULATOR_METRICS_PORT = TEST_PORT_BASE + 10
+DEFERRED_RETRY_SECONDS = 6
 # The simulated nodes of the tests: plain nodes sim-0..sim-3 (tests that count on free capacity
 # each take one of their own), sim-4 with the static CPU manager, one MIG and one shared GPU node,
 # then sim-swap-0 with swap and sim-memory-manager-0 with the static memory manager.
@@ -35,7 +36,7 @@ SIMULATOR_SETTINGS = {
     "node_cpu": "4",
     "node_memory": "8Gi",
     "deferred_retry_initial_seconds": 2,
-    "deferred_retry_seconds": 6,
+    "deferred_retry_seconds": DEFERRED_RETRY_SECONDS,
     "actuation_seconds": 0.3,
     "resync_seconds": 1,
     "usage_seconds": 1,

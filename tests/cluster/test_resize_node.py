@@ -4,12 +4,14 @@ and measures what is free on it first, as upstream's e2e tests do."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 
 from bridgescale.simulator.resources import CPU, MEMORY, pod_resources, quantity_value
+from tests.cluster.conftest import DEFERRED_RETRY_SECONDS
 from tests.cluster.simulation import (
     Container,
     Expected,
@@ -37,6 +39,13 @@ def available(api: client.ApiClient, node: str, resource: str, namespace: str) -
     specs = [api.sanitize_for_serialization(pod)["spec"] for pod in pods]
     used = sum(pod_resources(spec).requests(resource) for spec in specs)
     return allocatable, allocatable - used
+
+
+def alone(api: client.ApiClient, nodes: list[str], namespace: str) -> bool:
+    """Whether the test's pods are the only ones on the simulated nodes: then no other pod's
+    event makes the simulator retry deferred resizes."""
+    pods = client.CoreV1Api(api).list_pod_for_all_namespaces().items
+    return all(p.metadata.namespace == namespace for p in pods if (p.spec.node_name or "") in nodes)
 
 
 def deferred(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition | None:
@@ -216,6 +225,42 @@ def wait_infeasible(api: client.ApiClient, namespace: str, name: str) -> client.
     )
     assert pending.reason == "Infeasible"
     return pending
+
+
+@pytest.fixture
+def roomy_node(api: client.ApiClient) -> Iterator[tuple[str, int]]:
+    """A node whose allocatable cpu the test may raise (as its kubelet would report after a
+    change of its reserved resources); put back afterwards. Burstable cpu changes are as on any
+    node there."""
+    core = client.CoreV1Api(api)
+    node = "sim-memory-manager-0"
+    allocatable = core.read_node(node).status.allocatable[CPU]
+    yield node, quantity_value(CPU, allocatable)
+    core.patch_node_status(node, {"status": {"allocatable": {CPU: allocatable}}})
+
+
+def test_deferred_resize_is_admitted_by_the_periodic_retry_alone(
+    api: client.ApiClient, simulator: list[str], namespace: str, roomy_node: tuple[str, int]
+) -> None:
+    core = client.CoreV1Api(api)
+    node, allocatable = roomy_node
+    _, free = available(api, node, CPU, namespace)
+    eventually(lambda: alone(api, simulator, namespace), timeout=60, what="earlier pods gone")
+    run_pod(api, namespace, pod_manifest("neighbour", [cpu_only("c1", free // 2)], node=node))
+    run_pod(api, namespace, pod_manifest("growing", [cpu_only("c1", 100)], node=node))
+    wanted = cpu_only("c1", free // 2 + 500)
+    core.patch_namespaced_pod_resize("growing", namespace, resize_patch([wanted]))
+    wait_deferred(api, namespace, "growing")
+
+    # More room with no pod event: only the periodic retry (every 6 s here) can see it.
+    raised = f"{allocatable + 1000}m"
+    core.patch_node_status(node, {"status": {"allocatable": {CPU: raised}}})
+
+    started = time.monotonic()
+    wait_resized(api, namespace, "growing", [Expected(wanted)], timeout=20)
+    assert time.monotonic() - started <= DEFERRED_RETRY_SECONDS + 3
+    neighbour = core.read_namespaced_pod("neighbour", namespace)
+    assert neighbour.metadata.generation == 1  # no other resize made the room
 
 
 STATIC_CPU = 'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'

@@ -16,6 +16,7 @@ from bridgescale.simulator.admission import (
     NodeCapacity,
     Pending,
     PendingResize,
+    RetrySchedule,
     admit_resize,
     first_shortage,
     increases_requests,
@@ -214,6 +215,31 @@ def test_retry_order_is_upstreams(resizes: list[PendingResize]) -> None:
         elif second.pending_since is not None:
             assert first.pending_since is not None
             assert first.pending_since <= second.pending_since
+
+
+def test_periodic_retry_comes_after_the_initial_delay_then_after_the_last_retry() -> None:
+    schedule = RetrySchedule(initial_seconds=30, every_seconds=180)
+    assert not schedule.is_due(1e9)  # not started
+    assert schedule.start(1000.0) == 1030.0
+    assert not schedule.is_due(1029.9)
+    assert schedule.is_due(1030.0)
+    assert schedule.retried(1030.0) == 1210.0  # the periodic retry itself
+    assert schedule.retried(1100.0) == 1280.0  # a retry on a pod event postpones the next
+    assert not schedule.is_due(1210.0)
+    assert schedule.is_due(1280.0)
+
+
+@given(st.floats(0, 1e6), st.lists(st.floats(0, 1e4), max_size=10))
+def test_the_next_periodic_retry_is_always_a_period_after_the_last(
+    start: float, gaps: list[float]
+) -> None:
+    schedule = RetrySchedule(initial_seconds=2, every_seconds=6)
+    now = start
+    schedule.start(now)
+    for gap in gaps:
+        now += gap
+        assert schedule.retried(now) == now + 6
+        assert not schedule.is_due(now + 5.9)
 
 
 def test_increasing_requests() -> None:
