@@ -31,6 +31,10 @@ class RawApi:
         with kube.api_errors():
             self.core.create_node(cast(Any, body), _preload_content=False)
 
+    def read_node(self, name: str) -> Body:
+        with kube.api_errors():
+            return _json(self.core.read_node(name, _preload_content=False))
+
     def patch_node(self, name: str, patch: Body) -> None:
         with kube.api_errors():
             self.core.patch_node(name, patch, _preload_content=False)

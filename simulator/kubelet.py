@@ -24,7 +24,9 @@ from bridgescale.simulator import dra
 from bridgescale.simulator.admission import (
     DEFERRED,
     Admitted,
+    NodeCapacity,
     PendingResize,
+    RetrySchedule,
     admit_resize,
     increases_requests,
     memory_decrease_error,
@@ -85,12 +87,14 @@ class PodWorker:
         self._timers: list[Timer] = []
         self._sequence = itertools.count()
         self._pending_resizes: list[str] = []
-        self._retry_timer: Timer | None = None
+        self._retry = RetrySchedule(
+            settings.deferred_retry_initial_seconds, settings.deferred_retry_seconds
+        )
 
     # The loop
 
     def run(self, stop: threading.Event) -> None:
-        self._retry_timer = self._schedule("retry", self._settings.deferred_retry_initial_seconds)
+        self._schedule_at("retry", self._retry.start(time.monotonic()))
         self._schedule("usage", self._settings.usage_seconds)
         while not stop.is_set():
             wait = self._timers[0].due - time.monotonic() if self._timers else 1.0
@@ -105,16 +109,17 @@ class PodWorker:
             except Exception:
                 logger.exception("pod worker step failed; continuing")
 
-    def _schedule(self, kind: TimerKind, delay: float, uid: str = "") -> Timer:
-        timer = Timer(time.monotonic() + delay, next(self._sequence), kind, uid)
-        heapq.heappush(self._timers, timer)
-        return timer
+    def _schedule(self, kind: TimerKind, delay: float, uid: str = "") -> None:
+        self._schedule_at(kind, time.monotonic() + delay, uid)
+
+    def _schedule_at(self, kind: TimerKind, due: float, uid: str = "") -> None:
+        heapq.heappush(self._timers, Timer(due, next(self._sequence), kind, uid))
 
     def _fire_due_timers(self) -> None:
         while self._timers and self._timers[0].due <= time.monotonic():
             timer = heapq.heappop(self._timers)
             if timer.kind == "retry":
-                if timer is self._retry_timer:  # later retries replaced the others
+                if self._retry.is_due(time.monotonic()):  # else a later retry moved it
                     self._retry_pending_resizes("periodic")
             elif timer.kind == "usage":
                 self._step_usage(self._settings.usage_seconds)
@@ -248,7 +253,7 @@ class PodWorker:
     def _retry_pending_resizes(self, trigger: str) -> None:
         """Retry every pending resize in order; as upstream, the periodic retry comes
         `deferred_retry_seconds` after the last retry, whatever triggered it."""
-        self._retry_timer = self._schedule("retry", self._settings.deferred_retry_seconds)
+        self._schedule_at("retry", self._retry.retried(time.monotonic()))
         still_deferred = []
         for uid in self._pending_resizes:
             record = self.pods.get(uid)
@@ -271,7 +276,8 @@ class PodWorker:
             for other in self.pods.values()
             if other.node == record.node and other.uid != record.uid
         ]
-        verdict = admit_resize(self.nodes[record.node].capacity, desired, record.allocated, others)
+        capacity = self._node_capacity(record.node)
+        verdict = admit_resize(capacity, desired, record.allocated, others, record.priority)
         if isinstance(verdict, Admitted):
             record.allocated = desired
             record.pending = None
@@ -288,6 +294,16 @@ class PodWorker:
         if previous is None or _fields(previous) != fields:
             self._log(record).info("resize %s: %s", verdict.reason, verdict.message)
             self._write_status(record)
+
+    def _node_capacity(self, name: str) -> NodeCapacity:
+        """The node as resize admission sees it: the allocatable of its Node object, as the
+        kubelet reads the Node it last saw; a change is seen at the next retry, with no event."""
+        node = self.nodes[name]
+        try:
+            allocatable = self._api.read_node(name).get("status", {}).get("allocatable")
+        except kube.NotFound:  # deleted; registered again at the next heartbeat
+            return node.capacity
+        return node.capacity_from(allocatable or {})
 
     def _actuate(self, uid: str) -> None:
         """Apply the allocated resources, unless a memory limit would drop below usage."""

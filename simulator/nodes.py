@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bridgescale.simulator.admission import NodeCapacity
 from bridgescale.simulator.resources import CPU, MEMORY, Body, quantity_value
-from bridgescale.simulator.settings import Pool, SimulatorSettings
+from bridgescale.simulator.settings import NodeLayout, Pool, SimulatorSettings
 
 KUBELET_VERSION = "v1.37.2"
 POOL_LABEL = "bridgescale.dev/pool"
 CPU_MANAGER_LABEL = "sim.bridgescale.dev/cpu-manager-policy"
+MEMORY_MANAGER_LABEL = "sim.bridgescale.dev/memory-manager-policy"
+SWAP_LABEL = "sim.bridgescale.dev/swap-behavior"
 LEASE_NAMESPACE = "kube-node-lease"
 SUFFICIENT_MEMORY = "kubelet has sufficient memory available"
 # `status.declaredFeatures` (NodeDeclaredFeatures, GA in 1.37) tells the API server and the
@@ -32,6 +35,8 @@ class SimulatedNode:
     memory: str
     pods: int
     index: int
+    static_memory_manager: bool = False
+    swap: bool = False
 
     @property
     def capacity(self) -> NodeCapacity:
@@ -40,6 +45,18 @@ class SimulatedNode:
             memory_bytes=quantity_value(MEMORY, self.memory),
             pods=self.pods,
             static_cpu_manager=self.static_cpu_manager,
+            static_memory_manager=self.static_memory_manager,
+            swap=self.swap,
+        )
+
+    def capacity_from(self, allocatable: Mapping[str, str]) -> NodeCapacity:
+        """The capacity with the allocatable a Node object reports; the settings' for what it
+        leaves out."""
+        return replace(
+            self.capacity,
+            cpu_millis=quantity_value(CPU, allocatable.get(CPU, self.cpu)),
+            memory_bytes=quantity_value(MEMORY, allocatable.get(MEMORY, self.memory)),
+            pods=quantity_value("pods", allocatable.get("pods", str(self.pods))),
         )
 
     @property
@@ -48,12 +65,21 @@ class SimulatedNode:
 
 
 def simulated_nodes(settings: SimulatorSettings) -> list[SimulatedNode]:
-    return [
-        SimulatedNode(
-            name, pool, static, settings.node_cpu, settings.node_memory, settings.node_pods, i
-        )
-        for i, (name, pool, static) in enumerate(settings.pools())
-    ]
+    return [simulated_node(layout, settings, i) for i, layout in enumerate(settings.pools())]
+
+
+def simulated_node(layout: NodeLayout, settings: SimulatorSettings, index: int) -> SimulatedNode:
+    return SimulatedNode(
+        name=layout.name,
+        pool=layout.pool,
+        static_cpu_manager=layout.static_cpu_manager,
+        cpu=settings.node_cpu,
+        memory=settings.node_memory,
+        pods=settings.node_pods,
+        index=index,
+        static_memory_manager=layout.static_memory_manager,
+        swap=layout.swap,
+    )
 
 
 def now_rfc3339() -> str:
@@ -66,7 +92,9 @@ def now_micro() -> str:
 
 def node_body(node: SimulatedNode) -> Body:
     """The Node a kubelet registers: labels, capacity, allocatable, info and addresses."""
-    policy = "static" if node.static_cpu_manager else "none"
+    # Upstream's spelling: cpu manager policies are lower case, memory manager ones capitalised.
+    cpu_policy = "static" if node.static_cpu_manager else "none"
+    memory_policy = "Static" if node.static_memory_manager else "None"
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -77,7 +105,9 @@ def node_body(node: SimulatedNode) -> Body:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 POOL_LABEL: node.pool,
-                CPU_MANAGER_LABEL: policy,
+                CPU_MANAGER_LABEL: cpu_policy,
+                MEMORY_MANAGER_LABEL: memory_policy,
+                SWAP_LABEL: "LimitedSwap" if node.swap else "NoSwap",
             },
             "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
         },
@@ -89,6 +119,9 @@ def node_body(node: SimulatedNode) -> Body:
 def node_status(node: SimulatedNode) -> Body:
     resources = {"cpu": node.cpu, "memory": node.memory, "pods": str(node.pods)}
     machine = hashlib.sha256(node.name.encode()).hexdigest()[:32]
+    info = node_info(machine)
+    if node.swap:  # a kubelet reports the swap it found; the simulated swap is as big as memory
+        info["swap"] = {"capacity": quantity_value(MEMORY, node.memory)}
     return {
         "capacity": resources,
         "allocatable": resources,
@@ -98,19 +131,23 @@ def node_status(node: SimulatedNode) -> Body:
             {"type": "Hostname", "address": node.name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-        "nodeInfo": {
-            "machineID": machine,
-            "systemUUID": machine,
-            "bootID": machine,
-            "kernelVersion": "6.1.0-sim",
-            "osImage": "bridgescale node simulator",
-            "containerRuntimeVersion": "sim://1.0.0",
-            "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": "",
-            "operatingSystem": "linux",
-            "architecture": "amd64",
-        },
+        "nodeInfo": info,
         "declaredFeatures": list(DECLARED_FEATURES),
+    }
+
+
+def node_info(machine: str) -> Body:
+    return {
+        "machineID": machine,
+        "systemUUID": machine,
+        "bootID": machine,
+        "kernelVersion": "6.1.0-sim",
+        "osImage": "bridgescale node simulator",
+        "containerRuntimeVersion": "sim://1.0.0",
+        "kubeletVersion": KUBELET_VERSION,
+        "kubeProxyVersion": "",
+        "operatingSystem": "linux",
+        "architecture": "amd64",
     }
 
 

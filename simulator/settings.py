@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Pool = Literal["plain", "mig", "shared"]
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """One simulated node: its name, its pool, and the kubelet policies it runs."""
+
+    name: str
+    pool: Pool
+    static_cpu_manager: bool = False
+    static_memory_manager: bool = False
+    swap: bool = False
 
 
 class SimulatorSettings(BaseSettings):
@@ -35,12 +47,19 @@ class SimulatorSettings(BaseSettings):
     shared_gpu_nodes: int = Field(
         default=1, ge=0, le=100, description="Nodes with a GPU shared by memory capacity."
     )
-    # TODO(a workload needs them): the static memory manager policy and swap, which make some
-    # resizes Infeasible upstream; simulated nodes run neither.
     static_cpu_manager_nodes: int = Field(
         default=0,
         ge=0,
         description="How many plain nodes (the last ones) run the static CPU manager policy.",
+    )
+    static_memory_manager_nodes: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Extra plain-pool nodes with the static memory manager policy.",
+    )
+    swap_nodes: int = Field(
+        default=0, ge=0, le=100, description="Extra plain-pool nodes with swap (LimitedSwap)."
     )
     node_cpu: str = Field(default="8", description="Allocatable cpu of each node.")
     node_memory: str = Field(default="32Gi", description="Allocatable memory of each node.")
@@ -69,18 +88,21 @@ class SimulatorSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    def pools(self) -> list[tuple[str, Pool, bool]]:
-        """(node name, pool, static CPU manager) for every simulated node."""
-        plain = [
-            (f"{self.node_prefix}-{i}", "plain", i >= self.nodes - self.static_cpu_manager_nodes)
-            for i in range(self.nodes)
+    def pools(self) -> list[NodeLayout]:
+        """Every simulated node. The nodes with swap or the static memory manager come last,
+        so that adding them leaves the names and addresses of the others as they were."""
+        first_static = self.nodes - self.static_cpu_manager_nodes
+        prefix = self.node_prefix
+        return [
+            *(NodeLayout(f"{prefix}-{i}", "plain", i >= first_static) for i in range(self.nodes)),
+            *(NodeLayout(f"{prefix}-mig-{i}", "mig") for i in range(self.mig_nodes)),
+            *(NodeLayout(f"{prefix}-shared-{i}", "shared") for i in range(self.shared_gpu_nodes)),
+            *(NodeLayout(f"{prefix}-swap-{i}", "plain", swap=True) for i in range(self.swap_nodes)),
+            *(
+                NodeLayout(f"{prefix}-memory-manager-{i}", "plain", static_memory_manager=True)
+                for i in range(self.static_memory_manager_nodes)
+            ),
         ]
-        mig = [(f"{self.node_prefix}-mig-{i}", "mig", False) for i in range(self.mig_nodes)]
-        shared = [
-            (f"{self.node_prefix}-shared-{i}", "shared", False)
-            for i in range(self.shared_gpu_nodes)
-        ]
-        return [*plain, *mig, *shared]  # type: ignore[list-item]
 
 
 def settings_from_args(argv: Sequence[str] | None) -> SimulatorSettings:

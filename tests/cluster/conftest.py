@@ -22,17 +22,21 @@ from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
 # BRIDGESCALE_TEST_PORT_BASE to run on others.
 TEST_PORT_BASE = int(os.environ.get("BRIDGESCALE_TEST_PORT_BASE", "17440"))
 SIMULATOR_METRICS_PORT = TEST_PORT_BASE + 10
+DEFERRED_RETRY_SECONDS = 6
 # The simulated nodes of the tests: plain nodes sim-0..sim-3 (tests that count on free capacity
-# each take one of their own), sim-4 with the static CPU manager, one MIG and one shared GPU node.
+# each take one of their own), sim-4 with the static CPU manager, one MIG and one shared GPU node,
+# then sim-swap-0 with swap and sim-memory-manager-0 with the static memory manager.
 SIMULATOR_SETTINGS = {
     "nodes": 5,
     "static_cpu_manager_nodes": 1,
+    "swap_nodes": 1,
+    "static_memory_manager_nodes": 1,
     "mig_nodes": 1,
     "shared_gpu_nodes": 1,
     "node_cpu": "4",
     "node_memory": "8Gi",
     "deferred_retry_initial_seconds": 2,
-    "deferred_retry_seconds": 6,
+    "deferred_retry_seconds": DEFERRED_RETRY_SECONDS,
     "actuation_seconds": 0.3,
     "resync_seconds": 1,
     "usage_seconds": 1,
@@ -42,6 +46,8 @@ SIMULATED_NODES = [
     *(f"sim-{i}" for i in range(5)),
     "sim-mig-0",
     "sim-shared-0",
+    "sim-swap-0",
+    "sim-memory-manager-0",
 ]
 
 

@@ -4,12 +4,14 @@ and measures what is free on it first, as upstream's e2e tests do."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 
 from bridgescale.simulator.resources import CPU, MEMORY, pod_resources, quantity_value
+from tests.cluster.conftest import DEFERRED_RETRY_SECONDS
 from tests.cluster.simulation import (
     Container,
     Expected,
@@ -37,6 +39,13 @@ def available(api: client.ApiClient, node: str, resource: str, namespace: str) -
     specs = [api.sanitize_for_serialization(pod)["spec"] for pod in pods]
     used = sum(pod_resources(spec).requests(resource) for spec in specs)
     return allocatable, allocatable - used
+
+
+def alone(api: client.ApiClient, nodes: list[str], namespace: str) -> bool:
+    """Whether the test's pods are the only ones on the simulated nodes: then no other pod's
+    event makes the simulator retry deferred resizes."""
+    pods = client.CoreV1Api(api).list_pod_for_all_namespaces().items
+    return all(p.metadata.namespace == namespace for p in pods if (p.spec.node_name or "") in nodes)
 
 
 def deferred(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition | None:
@@ -205,31 +214,135 @@ def test_reverting_a_deferred_resize_clears_it(
     assert reverted.status.observed_generation == 3
 
 
-@pytest.mark.parametrize(
-    ("change", "infeasible"),
-    [("cpu", True), ("memory", False)],
-    ids=["cpu change is infeasible", "memory change is accepted"],
-)
-def test_static_cpu_manager_node(
-    api: client.ApiClient, simulator: list[str], namespace: str, change: str, infeasible: bool
-) -> None:
+def wait_infeasible(api: client.ApiClient, namespace: str, name: str) -> client.V1PodCondition:
+    """The PodResizePending condition once the kubelet reported it, which must be Infeasible;
+    the containers keep the resources they had."""
     core = client.CoreV1Api(api)
-    run_pod(api, namespace, pod_manifest("pinned", [guaranteed(cpu="1")], node="sim-4"))
-    after = guaranteed(cpu="2") if change == "cpu" else guaranteed(cpu="1", memory="300Mi")
-
-    core.patch_namespaced_pod_resize("pinned", namespace, resize_patch([after]))
-
-    if not infeasible:
-        wait_resized(api, namespace, "pinned", [Expected(after)])
-        return
     pending = eventually(
-        lambda: condition(core.read_namespaced_pod("pinned", namespace), "PodResizePending"),
+        lambda: condition(core.read_namespaced_pod(name, namespace), "PodResizePending"),
         timeout=10,
         what="PodResizePending",
     )
     assert pending.reason == "Infeasible"
-    assert pending.message == (
-        'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'
-    )
+    return pending
+
+
+@pytest.fixture
+def roomy_node(api: client.ApiClient) -> Iterator[tuple[str, int]]:
+    """A node whose allocatable cpu the test may raise (as its kubelet would report after a
+    change of its reserved resources); put back afterwards. Burstable cpu changes are as on any
+    node there."""
+    core = client.CoreV1Api(api)
+    node = "sim-memory-manager-0"
+    allocatable = core.read_node(node).status.allocatable[CPU]
+    yield node, quantity_value(CPU, allocatable)
+    core.patch_node_status(node, {"status": {"allocatable": {CPU: allocatable}}})
+
+
+def test_deferred_resize_is_admitted_by_the_periodic_retry_alone(
+    api: client.ApiClient, simulator: list[str], namespace: str, roomy_node: tuple[str, int]
+) -> None:
+    core = client.CoreV1Api(api)
+    node, allocatable = roomy_node
+    _, free = available(api, node, CPU, namespace)
+    eventually(lambda: alone(api, simulator, namespace), timeout=60, what="earlier pods gone")
+    run_pod(api, namespace, pod_manifest("neighbour", [cpu_only("c1", free // 2)], node=node))
+    run_pod(api, namespace, pod_manifest("growing", [cpu_only("c1", 100)], node=node))
+    wanted = cpu_only("c1", free // 2 + 500)
+    core.patch_namespaced_pod_resize("growing", namespace, resize_patch([wanted]))
+    wait_deferred(api, namespace, "growing")
+
+    # More room with no pod event: only the periodic retry (every 6 s here) can see it.
+    raised = f"{allocatable + 1000}m"
+    core.patch_node_status(node, {"status": {"allocatable": {CPU: raised}}})
+
+    started = time.monotonic()
+    wait_resized(api, namespace, "growing", [Expected(wanted)], timeout=20)
+    assert time.monotonic() - started <= DEFERRED_RETRY_SECONDS + 3
+    neighbour = core.read_namespaced_pod("neighbour", namespace)
+    assert neighbour.metadata.generation == 1  # no other resize made the room
+
+
+STATIC_CPU = 'Resize is infeasible for Guaranteed Pods alongside CPU Manager policy "static"'
+STATIC_MEMORY = 'Resize is infeasible for Guaranteed Pods alongside Memory Manager policy "Static"'
+
+
+@pytest.mark.parametrize(
+    ("node", "after", "refusal"),
+    [
+        ("sim-4", guaranteed(cpu="2"), STATIC_CPU),
+        ("sim-4", guaranteed(cpu="1", memory="300Mi"), None),
+        ("sim-memory-manager-0", guaranteed(cpu="1", memory="300Mi"), STATIC_MEMORY),
+        ("sim-memory-manager-0", guaranteed(cpu="2"), None),
+    ],
+    ids=[
+        "static CPU manager: cpu change is infeasible",
+        "static CPU manager: memory change is accepted",
+        "static memory manager: memory change is infeasible",
+        "static memory manager: cpu change is accepted",
+    ],
+)
+def test_static_manager_node(
+    api: client.ApiClient,
+    simulator: list[str],
+    namespace: str,
+    node: str,
+    after: Container,
+    refusal: str | None,
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("pinned", [guaranteed(cpu="1")], node=node))
+
+    core.patch_namespaced_pod_resize("pinned", namespace, resize_patch([after]))
+
+    if refusal is None:
+        wait_resized(api, namespace, "pinned", [Expected(after)])
+        return
+    assert wait_infeasible(api, namespace, "pinned").message == refusal
     status = core.read_namespaced_pod("pinned", namespace).status.container_statuses[0]
-    assert status.resources.requests["cpu"] == "1"
+    assert status.resources.requests == {"cpu": "1", "memory": "200Mi"}
+
+
+def swapping(memory_request: str, memory_policy: str = "NotRequired") -> Container:
+    """Burstable with a memory request and no memory limit: it swaps on a LimitedSwap node."""
+    return Container("c1", "100m", None, memory_request, None, memory_policy=memory_policy)
+
+
+def test_swap_node_refuses_a_memory_request_change_of_a_swapping_container(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("swapper", [swapping("100Mi")], node="sim-swap-0"))
+
+    core.patch_namespaced_pod_resize("swapper", namespace, resize_patch([swapping("200Mi")]))
+
+    pending = wait_infeasible(api, namespace, "swapper")
+    assert pending.message == "In-place resize of containers with swap is not supported."
+    status = core.read_namespaced_pod("swapper", namespace).status.container_statuses[0]
+    assert status.allocated_resources["memory"] == "100Mi"
+    assert status.resources.requests["memory"] == "100Mi"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "restarts"),
+    [
+        (swapping("100Mi", "RestartContainer"), swapping("200Mi", "RestartContainer"), 1),
+        (swapping("100Mi"), Container("c1", "200m", None, "100Mi", None), 0),
+        (guaranteed(memory="100Mi"), guaranteed(memory="200Mi"), 0),
+    ],
+    ids=["a restarting container", "a cpu change", "a Guaranteed pod"],
+)
+def test_swap_node_accepts_resizes_upstream_allows(
+    api: client.ApiClient,
+    simulator: list[str],
+    namespace: str,
+    before: Container,
+    after: Container,
+    restarts: int,
+) -> None:
+    core = client.CoreV1Api(api)
+    run_pod(api, namespace, pod_manifest("swapper", [before], node="sim-swap-0"))
+
+    core.patch_namespaced_pod_resize("swapper", namespace, resize_patch([after]))
+
+    wait_resized(api, namespace, "swapper", [Expected(after, restart_count=restarts)])

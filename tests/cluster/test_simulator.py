@@ -21,6 +21,12 @@ def test_nodes_register_with_leases_and_declared_features(
     assert core.read_node("sim-4").metadata.labels["sim.bridgescale.dev/cpu-manager-policy"] == (
         "static"
     )
+    swap = core.read_node("sim-swap-0")
+    assert swap.metadata.labels["sim.bridgescale.dev/swap-behavior"] == "LimitedSwap"
+    assert swap.status.node_info.swap.capacity == 8 * 1024**3
+    assert node.status.node_info.swap is None
+    manager = core.read_node("sim-memory-manager-0").metadata.labels
+    assert manager["sim.bridgescale.dev/memory-manager-policy"] == "Static"
 
 
 def test_pod_runs_and_graceful_deletion_completes(

@@ -9,13 +9,18 @@ from hypothesis import strategies as st
 
 from bridgescale.simulator.admission import (
     STATIC_CPU_MANAGER_MESSAGE,
+    STATIC_MEMORY_MANAGER_MESSAGE,
+    SWAP_MESSAGE,
+    SYSTEM_CRITICAL_PRIORITY,
     Admitted,
     NodeCapacity,
     Pending,
     PendingResize,
+    RetrySchedule,
     admit_resize,
     first_shortage,
     increases_requests,
+    limited_swap,
     memory_decrease_error,
     retry_order,
 )
@@ -79,6 +84,80 @@ def test_static_cpu_manager_makes_a_guaranteed_cpu_change_infeasible() -> None:
     assert admit_resize(static, pod(requests("2", "1Gi")), burstable, []) == Admitted()
 
 
+def test_static_memory_manager_makes_a_guaranteed_memory_change_infeasible() -> None:
+    static = NodeCapacity(4000, 4 * 1024 * MI, 110, static_memory_manager=True)
+    before = pod(guaranteed("1", "1Gi"))
+    assert admit_resize(static, pod(guaranteed("1", "2Gi")), before, []) == Pending(
+        "Infeasible", STATIC_MEMORY_MANAGER_MESSAGE
+    )
+    assert admit_resize(static, pod(guaranteed("2", "1Gi")), before, []) == Admitted()
+    burstable = pod(requests("1", "1Gi"))
+    assert admit_resize(static, pod(requests("1", "2Gi")), burstable, []) == Admitted()
+
+
+def test_both_static_managers_refuse_for_cpu_first() -> None:
+    both = NodeCapacity(
+        4000, 4 * 1024 * MI, 110, static_cpu_manager=True, static_memory_manager=True
+    )
+    verdict = admit_resize(both, pod(guaranteed("2", "2Gi")), pod(guaranteed("1", "1Gi")), [])
+    assert verdict == Pending("Infeasible", STATIC_CPU_MANAGER_MESSAGE)
+
+
+SWAP = NodeCapacity(4000, 4 * 1024 * MI, 110, swap=True)
+
+
+def burstable_memory(request: str, limit: str | None = None, restart: bool = False) -> PodResources:
+    policy = {"memory": "RestartContainer" if restart else "NotRequired"}
+    limits = {"memory": limit} if limit else {}
+    container = ContainerResources(
+        "c", requests={"cpu": "1", "memory": request}, limits=limits, resize_policy=policy
+    )
+    return pod(container)
+
+
+def test_swap_makes_a_memory_request_change_of_a_swapping_container_infeasible() -> None:
+    verdict = admit_resize(SWAP, burstable_memory("2Gi"), burstable_memory("1Gi"), [])
+    assert verdict == Pending("Infeasible", SWAP_MESSAGE)
+    with_limit = admit_resize(
+        SWAP, burstable_memory("2Gi", "3Gi"), burstable_memory("1Gi", "3Gi"), []
+    )
+    assert with_limit == Pending("Infeasible", SWAP_MESSAGE)
+
+
+def test_swap_allows_what_upstream_allows() -> None:
+    # A limit change alone, a restarting container, a critical pod, and a node without swap.
+    assert admit_resize(
+        SWAP, burstable_memory("1Gi", "3Gi"), burstable_memory("1Gi", "2Gi"), []
+    ) == (Admitted())
+    restarting = admit_resize(
+        SWAP, burstable_memory("2Gi", restart=True), burstable_memory("1Gi", restart=True), []
+    )
+    assert restarting == Admitted()
+    critical = admit_resize(
+        SWAP, burstable_memory("2Gi"), burstable_memory("1Gi"), [], SYSTEM_CRITICAL_PRIORITY
+    )
+    assert critical == Admitted()
+    assert admit_resize(NODE, burstable_memory("2Gi"), burstable_memory("1Gi"), []) == Admitted()
+    # Guaranteed containers never swap.
+    guaranteed_resize = admit_resize(
+        SWAP, pod(guaranteed("1", "2Gi")), pod(guaranteed("1", "1Gi")), []
+    )
+    assert guaranteed_resize == Admitted()
+
+
+def test_a_container_swaps_only_in_a_burstable_pod_below_its_memory_limit() -> None:
+    no_memory = ContainerResources("c", requests={"cpu": "1"})
+    equal = ContainerResources(
+        "c", requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}
+    )
+    below = burstable_memory("1Gi", "2Gi").containers[0]
+    assert limited_swap(pod(below), below)
+    assert limited_swap(burstable_memory("1Gi"), burstable_memory("1Gi").containers[0])
+    assert not limited_swap(pod(no_memory), no_memory)
+    assert not limited_swap(pod(equal), equal)
+    assert not limited_swap(pod(guaranteed("1", "1Gi")), guaranteed("1", "1Gi"))
+
+
 def test_infeasible_is_decided_before_capacity() -> None:
     static = NodeCapacity(4000, 4 * 1024 * MI, 110, static_cpu_manager=True)
     others = [pod(requests("3", "1Gi"))]
@@ -136,6 +215,31 @@ def test_retry_order_is_upstreams(resizes: list[PendingResize]) -> None:
         elif second.pending_since is not None:
             assert first.pending_since is not None
             assert first.pending_since <= second.pending_since
+
+
+def test_periodic_retry_comes_after_the_initial_delay_then_after_the_last_retry() -> None:
+    schedule = RetrySchedule(initial_seconds=30, every_seconds=180)
+    assert not schedule.is_due(1e9)  # not started
+    assert schedule.start(1000.0) == 1030.0
+    assert not schedule.is_due(1029.9)
+    assert schedule.is_due(1030.0)
+    assert schedule.retried(1030.0) == 1210.0  # the periodic retry itself
+    assert schedule.retried(1100.0) == 1280.0  # a retry on a pod event postpones the next
+    assert not schedule.is_due(1210.0)
+    assert schedule.is_due(1280.0)
+
+
+@given(st.floats(0, 1e6), st.lists(st.floats(0, 1e4), max_size=10))
+def test_the_next_periodic_retry_is_always_a_period_after_the_last(
+    start: float, gaps: list[float]
+) -> None:
+    schedule = RetrySchedule(initial_seconds=2, every_seconds=6)
+    now = start
+    schedule.start(now)
+    for gap in gaps:
+        now += gap
+        assert schedule.retried(now) == now + 6
+        assert not schedule.is_due(now + 5.9)
 
 
 def test_increasing_requests() -> None:
