@@ -4,6 +4,7 @@ state folder and on ports of its own, so that a developer's `bridgescale dev up`
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,6 +64,11 @@ def cluster_settings(name: str = "test", port_base: int = TEST_PORT_BASE) -> Loc
 @pytest.fixture(scope="session")
 def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
     environment = LocalEnvironment(cluster_settings(), progress=print)
+    if not environment.control_plane.is_ready():
+        # Every session starts from an empty cluster, as CI does, unless one kept by
+        # --keep-cluster is still running.
+        shutil.rmtree(environment.state_dir / "etcd", ignore_errors=True)
+        shutil.rmtree(environment.prometheus.folder, ignore_errors=True)
     environment.up()
     yield environment
     if not request.config.getoption("--keep-cluster"):

@@ -34,8 +34,11 @@ def _kubectl(local_cluster: LocalEnvironment, *arguments: str) -> subprocess.Com
 
 
 def test_the_base_applies_with_server_side_dry_run(
-    local_cluster: LocalEnvironment, crds: list[str]
+    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
 ) -> None:
+    # A real apply creates the namespace before what goes in it; a dry run cannot, so the
+    # namespace (and the CRDs, by the `crds` fixture) exist for real first.
+    kube.apply(api, kube.load_manifests(DEPLOY / "namespace.yaml"))
     rendered = _kubectl(local_cluster, "kustomize", str(DEPLOY))
     assert rendered.returncode == 0, rendered.stderr
     kinds = sorted({doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -51,6 +52,7 @@ def _dev(action: str, state_dir: Path, port_base: int) -> subprocess.CompletedPr
 def test_up_writes_env_status_reports_and_down_leaves_nothing() -> None:
     settings = cluster_settings("cli", port_base=TEST_PORT_BASE + 100)
     state_dir = settings.resolved_state_dir()
+    shutil.rmtree(state_dir, ignore_errors=True)  # a first `dev up`, as on a fresh checkout
     try:
         up = _dev("up", state_dir, settings.port_base)
         assert up.returncode == 0, up.stderr
