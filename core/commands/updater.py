@@ -127,12 +127,12 @@ def _loop(
     reconciler: Reconciler, settings: UpdaterSettings, api: Any, lease_namespace: str,
     identity: str,
 ) -> None:  # fmt: skip
-    from bridgescale.kube import updater_lease  # noqa: PLC0415
+    from bridgescale.kube import leases, pods  # noqa: PLC0415
 
     wake = threading.Event()
-    updater_lease.watch_pods_in_background(api, wake)
+    pods.watch_pods_in_background(api, wake)
     while True:
-        leading = not lease_namespace or updater_lease.acquire(
+        leading = not lease_namespace or leases.acquire(
             api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30
         )
         if leading:

@@ -4,11 +4,15 @@ created only to bring a bare pod back."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any, cast
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from bridgescale.kube import api_errors
+
+logger = logging.getLogger(__name__)
 
 RawObject = dict[str, Any]
 
@@ -86,3 +90,24 @@ def get_owner(api: client.ApiClient, namespace: str, kind: str, name: str) -> Ra
     }
     with api_errors():
         return _plain(api, readers[kind](name, namespace))
+
+
+def watch_pods_in_background(api: client.ApiClient, wake: threading.Event) -> threading.Thread:
+    """Set `wake` on every pod change in the cluster (the loop then makes a pass)."""
+
+    def run() -> None:
+        core = client.CoreV1Api(api)
+        while True:
+            try:
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    core.list_pod_for_all_namespaces, timeout_seconds=300
+                )
+                for _ in stream:
+                    wake.set()
+            except Exception:
+                logger.exception("pod watch ended; starting again")
+                threading.Event().wait(5)
+
+    thread = threading.Thread(target=run, name="pod-watch", daemon=True)
+    thread.start()
+    return thread

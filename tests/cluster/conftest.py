@@ -116,5 +116,12 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the controller-manager has made the namespace's default account.
+    for _ in range(200):
+        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"namespace {name} got no default service account")
     yield name
     core.delete_namespace(name)

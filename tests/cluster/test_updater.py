@@ -17,7 +17,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from bridgescale import kube
-from bridgescale.kube import admission, updater_events, updater_lease
+from bridgescale.kube import admission, leases, updater_events
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.updater.apply import ResizeResult, apply_resize
@@ -304,9 +304,9 @@ def test_dry_run_decides_and_writes_nothing(
 def test_one_replica_leads_at_a_time(as_updater: client.ApiClient) -> None:
     lease = f"updater-test-{os.getpid()}"
 
-    assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
-    assert not updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "b", duration_seconds=30)
-    assert updater_lease.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
+    assert leases.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
+    assert not leases.acquire(as_updater, UPDATER_NAMESPACE, lease, "b", duration_seconds=30)
+    assert leases.acquire(as_updater, UPDATER_NAMESPACE, lease, "a", duration_seconds=30)
 
 
 def test_the_service_leads_on_its_lease_and_acts_on_a_pod_change(
