@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 from prometheus_api_client import PrometheusConnect
@@ -195,4 +196,23 @@ def _check_recommendations_of_the_fleet(env: dict[str, str], kubeconfig: Path) -
         ("bridges", "StatefulSet", "lidar-bridge"),
         ("bridges", "Deployment", "camera-bridge"),
         ("bridges", "Deployment", "pointcloud"),
+    }
+
+    # A new recommender process starts from the checkpoints the first one left in the API
+    # server, not from nothing, and publishes the same targets.
+    again = _bridgescale(env, "recommender", "--once", "--no-leader-election")
+    assert again.returncode == 0, again.stderr
+    assert "namespace bridges: 6 containers restored from checkpoints" in again.stderr
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        republished = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "bridgescale.dev", "v1alpha1", "bridges", "resourcerecommendations"
+        )["items"]
+    assert _targets(republished) == _targets(published)
+
+
+def _targets(recommendations: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, str]]:
+    return {
+        (r["metadata"]["name"], c["containerName"]): c["target"]
+        for r in recommendations
+        for c in r["status"]["containerRecommendations"]
     }
