@@ -20,7 +20,6 @@ from kubernetes import client
 
 from bridgescale.localcluster.prometheus import MetricFamily, SeriesHistory
 from bridgescale.simulator import dra, metrics, usage
-from bridgescale.simulator.resources import quantity_value
 
 CFS_PERIOD_SECONDS = 0.1
 FloatArray = npt.NDArray[np.float64]
@@ -139,8 +138,8 @@ def _identity(
         node=pod["spec"]["node_name"],
         image=container["image"],
         owner=(owner["kind"], owner["name"]) if owner else None,
-        requests=_amounts(resources.get("requests") or {}),
-        limits=_amounts(resources.get("limits") or {}),
+        requests=metrics.kube_state_amounts(resources.get("requests") or {}),
+        limits=metrics.kube_state_amounts(resources.get("limits") or {}),
         cpu_seconds=0.0,
         working_set_bytes=0,
         periods=0,
@@ -151,14 +150,6 @@ def _identity(
         gpu_batch_failures=0,
         gpus=gpus,
     )
-
-
-def _amounts(quantities: dict[str, str]) -> dict[str, float]:
-    """cpu in cores, the rest in bytes, as kube-state-metrics reports them."""
-    return {
-        name: quantity_value(name, text) / (1000 if name == "cpu" else 1)
-        for name, text in quantities.items()
-    }
 
 
 def _devices(api: client.ApiClient, pod: Body) -> list[dra.AllocatedDevice]:

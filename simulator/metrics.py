@@ -14,6 +14,8 @@ from typing import Literal, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridgescale.simulator.resources import CPU, quantity_value
+
 MIB = 1024 * 1024
 MetricType = Literal["counter", "gauge"]
 
@@ -75,6 +77,14 @@ class ContainerState:
     last_terminated_reason: str | None
     gpu_batch_failures: int
     gpus: tuple[GpuState, ...] = ()
+
+
+def kube_state_amounts(quantities: Mapping[str, str]) -> dict[str, float]:
+    """Requests or limits as kube-state-metrics reports them: cpu in cores, the rest in units."""
+    return {
+        name: quantity_value(name, text) / (1000 if name == CPU else 1)
+        for name, text in quantities.items()
+    }
 
 
 class Sample(NamedTuple):

@@ -21,7 +21,12 @@ from bridgescale.localcluster.processes import ManagedProcess, ProcessSupervisor
 from bridgescale.simulator import dra
 from bridgescale.simulator.api import RawApi
 from bridgescale.simulator.kubelet import PodEvent, PodWorker
-from bridgescale.simulator.metrics import ContainerState, GpuState, SimulatorCollector
+from bridgescale.simulator.metrics import (
+    ContainerState,
+    GpuState,
+    SimulatorCollector,
+    kube_state_amounts,
+)
 from bridgescale.simulator.nodes import (
     LEASE_NAMESPACE,
     SimulatedNode,
@@ -32,7 +37,7 @@ from bridgescale.simulator.nodes import (
     simulated_nodes,
 )
 from bridgescale.simulator.pods import PodRecord
-from bridgescale.simulator.resources import CPU, Body, quantity_value
+from bridgescale.simulator.resources import Body
 from bridgescale.simulator.settings import SimulatorSettings
 
 logger = logging.getLogger(__name__)
@@ -247,8 +252,8 @@ def _container_states(worker: PodWorker, record: PodRecord) -> list[ContainerSta
                 node=record.node,
                 image=runtime.image,
                 owner=record.owner,
-                requests=_amounts(resources.requests),
-                limits=_amounts(resources.limits),
+                requests=kube_state_amounts(resources.requests),
+                limits=kube_state_amounts(resources.limits),
                 cpu_seconds=runtime.cpu_seconds,
                 working_set_bytes=runtime.working_set_bytes,
                 periods=runtime.periods,
@@ -270,14 +275,6 @@ def _container_states(worker: PodWorker, record: PodRecord) -> list[ContainerSta
             )
         )
     return states
-
-
-def _amounts(quantities: dict[str, str] | Any) -> dict[str, float]:
-    """kube-state-metrics' values: cpu in cores, the rest in units."""
-    return {
-        name: quantity_value(name, text) / (1000 if name == CPU else 1)
-        for name, text in quantities.items()
-    }
 
 
 def nodes_ready(api: client.ApiClient, names: Sequence[str]) -> bool:
