@@ -115,12 +115,14 @@ def running_containers(
             devices = _devices(api, pod)
             annotations = pod["metadata"].get("annotations") or {}
             for container in pod["spec"]["containers"]:
-                yield _identity(pod, container, devices), annotations
+                yield container_identity(pod, container, devices), annotations
 
 
-def _identity(
+def container_identity(
     pod: Body, container: Body, devices: list[dra.AllocatedDevice]
 ) -> metrics.ContainerState:
+    """A container of a pod (as the client's `to_dict()` gives it) as the exporters label it;
+    a pod not bound to a node has an empty `node`."""
     metadata = pod["metadata"]
     owner = next((o for o in metadata.get("owner_references") or [] if o.get("controller")), None)
     resources = container.get("resources") or {}
@@ -135,7 +137,7 @@ def _identity(
         pod=metadata["name"],
         uid=metadata["uid"],
         container=container["name"],
-        node=pod["spec"]["node_name"],
+        node=pod["spec"].get("node_name") or "",
         image=container["image"],
         owner=(owner["kind"], owner["name"]) if owner else None,
         requests=metrics.kube_state_amounts(resources.get("requests") or {}),

@@ -7,6 +7,7 @@ tests, the demo and a developer's shell all find the same cluster.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,6 +174,12 @@ class LocalEnvironment:
         stopped = self.supervisor.stop_all()
         self.env_file.unlink(missing_ok=True)
         return stopped
+
+    def clear(self) -> None:
+        """Delete etcd's data and Prometheus's blocks, so that the next `up` starts from an empty
+        cluster; only while nothing runs."""
+        shutil.rmtree(self.control_plane.paths.etcd_data, ignore_errors=True)
+        shutil.rmtree(self.prometheus.folder, ignore_errors=True)
 
     def status(self) -> EnvironmentStatus:
         recorded = {process.name: process for process in self.supervisor.recorded()}

@@ -155,24 +155,25 @@ class PrometheusServer:
 
         Call before `start`: only the time before live scraping begins may be backfilled.
         """
-        _, promtool = self.binaries()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         source = self.folder / "backfill.om"
         samples = 0
         with source.open("w") as out:
             for line in openmetrics_lines(families):
                 samples += not line.startswith("#")
                 out.write(line + "\n")
+        self.create_blocks(source)
+        return samples
+
+    def create_blocks(self, source: Path) -> None:
+        """Turn an OpenMetrics file (see `openmetrics_lines`) into blocks in the data folder, and
+        delete it. promtool reads the whole file once per two-hour block it writes, so large
+        histories go faster as one file per two-hour window."""
+        _, promtool = self.binaries()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [promtool, "tsdb", "create-blocks-from", "-q", "openmetrics"]
         result = subprocess.run(
-            [
-                promtool,
-                "tsdb",
-                "create-blocks-from",
-                "-q",
-                "openmetrics",
-                str(source),
-                str(self.data_dir),
-            ],
+            [*command, str(source), str(self.data_dir)],
             capture_output=True,
             text=True,
             check=False,
@@ -180,7 +181,6 @@ class PrometheusServer:
         source.unlink()
         if result.returncode != 0:
             raise PrometheusError(f"promtool could not backfill: {result.stderr.strip()[-2000:]}")
-        return samples
 
     def start(self, timeout: float = 60.0) -> None:
         prometheus, _ = self.binaries()

@@ -4,7 +4,6 @@ state folder and on ports of its own, so that a developer's `bridgescale dev up`
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,8 +66,7 @@ def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
     if not environment.control_plane.is_ready():
         # Every session starts from an empty cluster, as CI does, unless one kept by
         # --keep-cluster is still running.
-        shutil.rmtree(environment.state_dir / "etcd", ignore_errors=True)
-        shutil.rmtree(environment.prometheus.folder, ignore_errors=True)
+        environment.clear()
     environment.up()
     yield environment
     if not request.config.getoption("--keep-cluster"):
