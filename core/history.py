@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -24,6 +26,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 UsageResource = Literal["cpu", "memory", "gpu-memory"]
+FloatArray = npt.NDArray[np.float64]
 MIB = 1024**2
 
 
@@ -62,8 +65,8 @@ class ContainerSeries:
     pod: str
     container: str
     resource: UsageResource
-    times: tuple[float, ...]
-    values: tuple[float, ...]
+    times: FloatArray
+    values: FloatArray
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,31 @@ def parse_point(value: Any) -> float:
         return math.nan
 
 
-def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _pairs(raw: Sequence[Any]) -> FloatArray:
+    """`[[time, "value"], ...]` as an (n, 2) array; what is not a number becomes NaN."""
+    try:
+        pairs = np.array(raw, dtype=np.float64)  # numpy reads the strings, NaN and Inf too
+    except (TypeError, ValueError):
+        pairs = np.array(
+            [
+                (parse_point(p[0]), parse_point(p[1])) if len(p) == 2 else (math.nan, math.nan)
+                for p in raw
+                if isinstance(p, Sequence)
+            ],
+            dtype=np.float64,
+        )
+    return pairs if pairs.ndim == 2 and pairs.shape[1] == 2 else np.empty((0, 2))
+
+
+def clean_points(raw: Sequence[Sequence[Any]]) -> tuple[FloatArray, FloatArray]:
     """Time-ordered finite points from `[[time, "value"], ...]`: NaN and infinities dropped, and
     of two points at the same time the later one in the answer kept."""
-    by_time: dict[float, float] = {}
-    for point in raw:
-        if len(point) != 2:
-            continue
-        stamp, value = parse_point(point[0]), parse_point(point[1])
-        if math.isfinite(stamp) and math.isfinite(value):
-            by_time[stamp] = value
-    ordered = sorted(by_time.items())
-    return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
+    pairs = _pairs(raw)
+    pairs = pairs[np.isfinite(pairs).all(axis=1)]
+    order = np.argsort(pairs[:, 0], kind="stable")
+    times, values = pairs[order, 0], pairs[order, 1]
+    last_of_time = np.append(times[1:] != times[:-1], True)[: len(times)]
+    return times[last_of_time], values[last_of_time]
 
 
 def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
@@ -171,9 +187,9 @@ def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
             continue
         times, points = clean_points(values)
         if resource == "cpu":  # a rate is never negative; drop what a store got wrong
-            kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
-            times, points = tuple(t for t, _ in kept), tuple(v for _, v in kept)
-        if times:
+            kept = points >= 0
+            times, points = times[kept], points[kept]
+        if len(times):
             series.append(ContainerSeries(pod, container, resource, times, points))
     return series
 
@@ -182,9 +198,7 @@ def parse_oom_kills(result: Any) -> list[OomKill]:
     kills = []
     for series in parse_matrix(result, "memory"):
         kills += [
-            OomKill(series.pod, series.container, t)
-            for t, v in zip(series.times, series.values, strict=True)
-            if v > 0
+            OomKill(series.pod, series.container, float(t)) for t in series.times[series.values > 0]
         ]
     return kills
 
@@ -218,9 +232,11 @@ class History:
         settings: PrometheusSettings,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        on_query: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self._sleep = sleep
+        self._on_query = on_query  # called for every request sent, retries included
 
     def _connect(self) -> PrometheusConnect:
         settings = self.settings
@@ -243,6 +259,7 @@ class History:
     ) -> Any:
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
+            self._on_query()
             try:
                 return prometheus.custom_query_range(
                     query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
@@ -257,6 +274,7 @@ class History:
 
     def _check(self, prometheus: PrometheusConnect) -> None:
         for attempt in range(self.settings.retries + 1):
+            self._on_query()
             try:
                 if prometheus.check_prometheus_connection():
                     return

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bridgescale.history import History, NamespaceUsage, PrometheusUnavailable
@@ -24,13 +25,14 @@ from bridgescale.kube.workloads import ApiClient, Workload
 from bridgescale.logs import ObjectLogger
 from bridgescale.models import registry
 from bridgescale.policy import PolicyProblem
-from bridgescale.quantity import QuantityError, parse
+from bridgescale.quantity import QuantityError, Resource, parse
 from bridgescale.recommender.discovery import PodOwners
 from bridgescale.recommender.fleet import (
     ContainerKey,
     Fleet,
     ModelRecommendation,
     OomKill,
+    Saved,
     Usage,
 )
 from bridgescale.recommender.metrics import RecommenderMetrics
@@ -58,7 +60,10 @@ class NamespaceRead:
     namespace: str
     workloads: list[Workload]
     policies: dict[ContainerKey, ContainerPolicy] = field(default_factory=dict)
-    usage: NamespaceUsage | None = None
+    points: int = 0  # usage points read
+    # Peak usage over what was read, by (pod, container, resource): the points themselves are
+    # folded into the model and not kept, as at fleet scale they run to gigabytes.
+    peaks: dict[tuple[str, str, Resource], float] = field(default_factory=dict)
     history_error: str | None = None
 
 
@@ -99,7 +104,12 @@ class Engine:
         self._restored: set[str] = set()
         self._reported: set[tuple[str, str]] = set()  # (uid, problem) already sent as Events
         self._last_checkpoint = clock()
-        self.publisher = Publisher(api, metrics)
+        self.publisher = Publisher(
+            api,
+            metrics,
+            workers=settings.publish_workers,
+            refresh=dt.timedelta(seconds=settings.status_refresh_seconds),
+        )
         self.last_reads: list[NamespaceRead] = []
 
     # Reading -----------------------------------------------------------------------------
@@ -125,39 +135,45 @@ class Engine:
         earliest = end - self.settings.initial_history_hours * 3600
         start = max(self.cursor.get(namespace, earliest), earliest)
         try:
-            read.usage = self.history.namespace_usage(namespace, start, end, step)
+            usage = self.history.namespace_usage(namespace, start, end, step)
         except PrometheusUnavailable as error:
             self.metrics.errors.labels("prometheus").inc()
             logger.warning("history of namespace %s not read: %s", namespace, error)
             read.history_error = str(error)
             return read
-        self._fold(read, end)
+        self._fold(read, usage, end)
         self.cursor[namespace] = end
         return read
 
     def _restore(self, namespace: str, workloads: list[Workload]) -> None:
         """Load the namespace's checkpoints once, before its first history read."""
         by_target = {(w.ref.kind, w.ref.name): w for w in workloads}
-        ends = []
-        for saved in kube_checkpoints.list_checkpoints(self.api, namespace):
-            workload = by_target.get((saved.target_ref["kind"], saved.target_ref["name"]))
-            if workload is None or saved.model != self.fleet.model.name:
+        saved: list[Saved] = []
+        for checkpoint in kube_checkpoints.list_checkpoints(self.api, namespace):
+            workload = by_target.get((checkpoint.target_ref["kind"], checkpoint.target_ref["name"]))
+            if workload is None or checkpoint.model != self.fleet.model.name:
                 continue
-            for container in saved.containers:
-                try:
-                    self.fleet.restore(
-                        container_key(workload, container.container),
+            for container in checkpoint.containers:
+                key = container_key(workload, container.container)
+                saved.append(
+                    Saved(
+                        key,
                         container.state,
-                        history_end=container.history_end,
-                        floor=container.oom_floor,
-                        floor_time=container.oom_time,
+                        container.history_end,
+                        container.oom_floor,
+                        container.oom_time,
                     )
-                except ValueError as error:
-                    workload_logger(workload).warning(
-                        "checkpoint of %s not used, starting over: %s", container.container, error
-                    )
-                    continue
-                ends.append(container.history_end)
+                )
+        problems = dict(self.fleet.restore_all(saved))
+        for key, error in problems.items():
+            logger.warning(
+                "checkpoint of %s/%s %s not used, starting over: %s",
+                key.namespace,
+                key.workload,
+                key.container,
+                error,
+            )
+        ends = [item.history_end for item in saved if item.key not in problems]
         if ends:
             self.cursor[namespace] = min(ends)
             logger.info(
@@ -199,19 +215,22 @@ class Engine:
                 continue
             self._reported.add((workload.ref.uid, str(problem)))
 
-    def _fold(self, read: NamespaceRead, end: float) -> None:
-        assert read.usage is not None
+    def _fold(self, read: NamespaceRead, read_usage: NamespaceUsage, end: float) -> None:
         owners = PodOwners(read.workloads)
         usage, kills, peaks = [], [], {}
-        for series in read.usage.series:
+        for series in read_usage.series:
+            read.peaks[(series.pod, series.container, series.resource)] = max(
+                read.peaks.get((series.pod, series.container, series.resource), 0.0),
+                float(series.values.max()),
+            )
             workload = owners.workload_of(series.pod)
             if workload is None or series.container not in {c.name for c in workload.containers}:
                 continue
             key = container_key(workload, series.container)
             usage.append(Usage(key, series.resource, series.times, series.values))
             if series.resource == "memory":
-                peaks[(series.pod, series.container)] = max(series.values)
-        for kill in read.usage.oom_kills:
+                peaks[(series.pod, series.container)] = float(series.values.max())
+        for kill in read_usage.oom_kills:
             workload = owners.workload_of(kill.pod)
             if workload is None:
                 continue
@@ -230,7 +249,8 @@ class Engine:
             kills.append(OomKill(container_key(workload, kill.container), kill.time, limit))
         points = self.fleet.observe(usage, kills, end)
         self.fleet.advance(read.policies, end)
-        self.metrics.series_read.inc(len(read.usage.series))
+        read.points = read_usage.points
+        self.metrics.series_read.inc(len(read_usage.series))
         self.metrics.points_read.inc(points)
 
     # Recommending ------------------------------------------------------------------------
@@ -287,16 +307,16 @@ class Engine:
         return CycleSummary(
             namespaces=len(reads),
             workloads=sum(len(r.workloads) for r in reads),
-            points=sum(r.usage.points for r in reads if r.usage is not None),
+            points=sum(r.points for r in reads),
             unavailable=[r.namespace for r in reads if r.history_error is not None],
             seconds=seconds,
         )
 
     def save_checkpoints(self, reads: list[NamespaceRead]) -> None:
         """Save the learnt state of every workload read this cycle."""
-        for read in reads:
-            for workload in read.workloads:
-                self._save_checkpoint(workload)
+        workloads = [workload for read in reads for workload in read.workloads]
+        with ThreadPoolExecutor(self.settings.publish_workers) as pool:
+            list(pool.map(self._save_checkpoint, workloads))
         self._last_checkpoint = self.clock()
 
     def _save_checkpoint(self, workload: Workload) -> None:

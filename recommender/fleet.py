@@ -9,7 +9,7 @@ of the state, so new samples and OOM kills still show at once without spending t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,9 @@ from bridgescale.models.base import REASON_TEXT as MODEL_REASONS
 from bridgescale.quantity import MiB, Resource
 
 MODEL_RESOURCE: dict[Resource, str] = {"cpu": "cpu", "memory": "memory", "gpu-memory": "vram"}
+RESOURCE_CODE: dict[Resource, int] = {
+    resource: code for code, resource in enumerate(MODEL_RESOURCE)
+}
 OOM_BUMP_RATIO = 1.2  # after an OOM kill, memory goes this far over the limit that was hit...
 OOM_MIN_BUMP = 100 * MiB  # ...and at least this much
 OOM_HOLD = 72 * HOUR  # the floor holds as long as the model's own memory peak guard
@@ -41,8 +44,19 @@ class Usage:
 
     key: ContainerKey
     resource: Resource
-    times: tuple[float, ...]
-    values: tuple[float, ...]
+    times: Sequence[float] | np.ndarray
+    values: Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A container's checkpoint, as `Fleet.restore_all` takes it."""
+
+    key: ContainerKey
+    state: Mapping[str, Any]
+    history_end: float
+    floor: float = 0.0
+    floor_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,19 +93,32 @@ class Fleet:
 
     def row(self, key: ContainerKey) -> int:
         """The row of `key`, added (having seen nothing) if new."""
-        if key not in self.rows:
-            self._append(key, self.model.new_state(1), 0.0, 0.0, 0.0)
+        self.add([key])
         return self.rows[key]
 
+    def add(self, keys: Iterable[ContainerKey]) -> None:
+        """Rows for the keys not tracked yet, having seen nothing: all in one go, as each
+        addition copies the whole state."""
+        missing = list(dict.fromkeys(k for k in keys if k not in self.rows))
+        if missing:
+            zeros = np.zeros(len(missing))
+            self._append(missing, self.model.new_state(len(missing)), zeros, zeros, zeros)
+
     def _append(
-        self, key: ContainerKey, state: Mapping[str, Any], end: float, floor: float, when: float
+        self,
+        keys: list[ContainerKey],
+        state: Mapping[str, Any],
+        end: np.ndarray,
+        floor: np.ndarray,
+        when: np.ndarray,
     ) -> None:
         for name, array in state.items():
             self.state[name] = np.concatenate([self.state[name], array])
-        self.history_end = np.append(self.history_end, end)
-        self.oom_floor = np.append(self.oom_floor, floor)
-        self.oom_time = np.append(self.oom_time, when)
-        self.rows[key] = len(self.rows)
+        self.history_end = np.concatenate([self.history_end, end])
+        self.oom_floor = np.concatenate([self.oom_floor, floor])
+        self.oom_time = np.concatenate([self.oom_time, when])
+        for key in keys:
+            self.rows[key] = len(self.rows)
 
     def restore(
         self,
@@ -103,10 +130,36 @@ class Fleet:
         floor_time: float = 0.0,
     ) -> None:
         """Add `key` with a checkpointed state; raises ValueError if it does not fit the model."""
-        if key in self.rows:
-            return
-        state = checkpoint.load(self.model.new_state(1), [saved])
-        self._append(key, state, history_end, floor, floor_time)
+        problems = self.restore_all([Saved(key, saved, history_end, floor, floor_time)])
+        if problems:
+            raise problems[0][1]
+
+    def restore_all(self, saved: Iterable[Saved]) -> list[tuple[ContainerKey, ValueError]]:
+        """Add the checkpointed containers not tracked yet, in one go; those whose checkpoint
+        does not fit the model are left out and returned with the reason."""
+        problems: list[tuple[ContainerKey, ValueError]] = []
+        kept: list[Saved] = []
+        states = []
+        template = self.model.new_state(1)
+        for item in saved:
+            if item.key in self.rows or item.key in {k.key for k in kept}:
+                continue
+            try:
+                states.append(checkpoint.load(template, [item.state]))
+            except ValueError as error:
+                problems.append((item.key, error))
+                continue
+            kept.append(item)
+        if kept:
+            state = {name: np.concatenate([s[name] for s in states]) for name in template}
+            self._append(
+                [k.key for k in kept],
+                state,
+                np.array([k.history_end for k in kept]),
+                np.array([k.floor for k in kept]),
+                np.array([k.floor_time for k in kept]),
+            )
+        return problems
 
     def save(self, key: ContainerKey) -> dict[str, Any]:
         return checkpoint.save(self.state, self.rows[key])
@@ -114,35 +167,48 @@ class Fleet:
     def observe(self, usage: Iterable[Usage], oom_kills: Iterable[OomKill], end: float) -> int:
         """Fold new points (those after each row's history end) and OOM kills into the model;
         every row of `usage` and `oom_kills` is then read up to `end`. The points folded."""
+        usage, oom_kills = list(usage), list(oom_kills)
+        self.add([series.key for series in usage] + [kill.key for kill in oom_kills])
         rows, times, resources, values = [], [], [], []
         for series in usage:
-            row = self.row(series.key)
-            for time, value in zip(series.times, series.values, strict=True):
-                if time > self.history_end[row]:
-                    rows.append(row)
-                    times.append(time)
-                    resources.append(series.resource)
-                    values.append(value)
-        kills = [k for k in oom_kills if k.time > self.history_end[self.row(k.key)]]
+            row = self.rows[series.key]
+            stamps = np.asarray(series.times, np.float64)
+            new = stamps > self.history_end[row]
+            count = int(new.sum())
+            if count:
+                rows.append(np.full(count, row))
+                times.append(stamps[new])
+                resources.append(np.full(count, RESOURCE_CODE[series.resource]))
+                values.append(np.asarray(series.values, np.float64)[new])
+        points = sum(len(t) for t in times)
+        kills = [k for k in oom_kills if k.time > self.history_end[self.rows[k.key]]]
         for kill in kills:
             # The kill is a memory peak above the limit: the model sees it as one.
-            rows.append(self.rows[kill.key])
-            times.append(kill.time)
-            resources.append("memory")
-            values.append(oom_floor(kill.memory_limit))
-            self._raise_floor(self.rows[kill.key], oom_floor(kill.memory_limit), kill.time)
+            row = self.rows[kill.key]
+            rows.append(np.array([row]))
+            times.append(np.array([kill.time]))
+            resources.append(np.array([RESOURCE_CODE["memory"]]))
+            values.append(np.array([oom_floor(kill.memory_limit)]))
+            self._raise_floor(row, oom_floor(kill.memory_limit), kill.time)
         if rows:
             ooms = _ooms([self.rows[k.key] for k in kills], kills)
-            self.model.observe(self.state, _batch(rows, times, resources, values), ooms)
-        for row in set(rows):
-            self.history_end[row] = max(self.history_end[row], end)
-        return len(times) - len(kills)
+            batch = _batch(
+                np.concatenate(rows),
+                np.concatenate(times),
+                np.concatenate(resources),
+                np.concatenate(values),
+            )
+            self.model.observe(self.state, batch, ooms)
+            touched = np.unique(np.concatenate(rows))
+            self.history_end[touched] = np.maximum(self.history_end[touched], end)
+        return points
 
     def advance(self, keys: Iterable[ContainerKey], end: float) -> None:
         """Mark `keys` as read up to `end` (no points came for them)."""
-        for key in keys:
-            row = self.row(key)
-            self.history_end[row] = max(self.history_end[row], end)
+        keys = list(keys)
+        self.add(keys)
+        rows = np.array([self.rows[key] for key in keys], dtype=np.int64)
+        self.history_end[rows] = np.maximum(self.history_end[rows], end)
 
     def _raise_floor(self, row: int, floor: float, time: float) -> None:
         if floor >= self.oom_floor[row] or time - self.oom_time[row] > OOM_HOLD:
@@ -200,17 +266,14 @@ class Fleet:
 
 
 def _batch(
-    rows: list[int], times: list[float], resources: list[Resource], values: list[float]
+    rows: np.ndarray, times: np.ndarray, resources: np.ndarray, values: np.ndarray
 ) -> SampleBatch:
-    container = np.array(rows, np.int64)
-    timestamp = np.array(times, np.float64)
-    order = np.lexsort((timestamp, container))  # time order within each container
+    order = np.lexsort((times, rows))  # time order within each container
     usage = {}
-    kinds = np.array(resources)
     for resource, model_resource in MODEL_RESOURCE.items():
-        column = np.where(kinds == resource, np.array(values, np.float64), np.nan)
+        column = np.where(resources == RESOURCE_CODE[resource], values, np.nan)
         usage[model_resource] = column[order]
-    return SampleBatch(container[order], timestamp[order], usage)
+    return SampleBatch(rows[order].astype(np.int64), times[order], usage)
 
 
 def _ooms(rows: list[int], kills: list[OomKill]) -> OomEvents:

@@ -38,6 +38,11 @@ class RecommenderMetrics:
             "Usage points folded into the model.",
             registry=self.registry,
         )
+        self.prometheus_queries = Counter(
+            "bridgescale_recommender_prometheus_queries_total",
+            "Requests sent to Prometheus (range queries and readiness checks), retries included.",
+            registry=self.registry,
+        )
         self.errors = Counter(
             "bridgescale_recommender_errors_total",
             "Errors by where they happened: prometheus, kubernetes, unexpected.",

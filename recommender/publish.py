@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bridgescale.kube import Conflict, KubeError, NotFound
@@ -34,24 +35,54 @@ StatusOf = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 class Publisher:
-    def __init__(self, api: ApiClient, metrics: RecommenderMetrics) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        metrics: RecommenderMetrics,
+        *,
+        workers: int = 1,
+        refresh: dt.timedelta = dt.timedelta(minutes=10),
+    ) -> None:
         self.api = api
         self.metrics = metrics
+        self.workers = workers
+        self.refresh = refresh  # an unchanged status is written again after this long
 
     def publish(self, read: NamespaceRead, results: list[WorkloadResult], now: dt.datetime) -> None:
         existing = {
             r.name: r for r in kube_recommendations.list_recommendations(self.api, read.namespace)
         }
         vpas = kube_recommendations.list_vpas(self.api, read.namespace)
-        for result in results:
+
+        def publish_one(result: WorkloadResult) -> None:
             status_of = self._status_of(read, result, now)
-            self._publish_workload(
-                result.workload, existing.get(result.workload.ref.name), status_of
-            )
+            current = existing.get(result.workload.ref.name)
+            if current is None or self._due(current.status, status_of(current.status), now):
+                self._publish_workload(result.workload, current, status_of)
             if read.history_error is None:
                 self._publish_vpas(result, vpas, now)
+
+        # Each workload is a write of its own: several at once, as one by one a fleet of
+        # thousands takes minutes.
+        if self.workers > 1 and len(results) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(publish_one, results))
+        else:
+            for result in results:
+                publish_one(result)
         if read.history_error is None:
             self.metrics.publish(read.namespace, [pair for r in results for pair in r.containers])
+
+    def _due(self, previous: Mapping[str, Any], fresh: Mapping[str, Any], now: dt.datetime) -> bool:
+        """Whether a status must be written: it changed, or its lastUpdateTime is older than
+        the refresh interval (so that it still tells the recommender is at work)."""
+        if _without_time(previous) != _without_time(fresh):
+            return True
+        try:
+            written = dt.datetime.fromisoformat(str(previous.get("lastUpdateTime")))
+        except ValueError:
+            return True
+        return now - written >= self.refresh
 
     @staticmethod
     def _status_of(read: NamespaceRead, result: WorkloadResult, now: dt.datetime) -> StatusOf:
@@ -114,3 +145,7 @@ class Publisher:
             except KubeError as error:
                 self.metrics.errors.labels("kubernetes").inc()
                 logger.warning("VPA %s/%s not updated: %s", vpa.namespace, vpa.name, error)
+
+
+def _without_time(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if key != "lastUpdateTime"}

@@ -26,11 +26,9 @@ class ReportRow:
 
 def _peaks(read: NamespaceRead, pods: Sequence[str], container: str) -> dict[Resource, float]:
     peaks: dict[Resource, float] = {}
-    if read.usage is None:
-        return peaks
-    for series in read.usage.series:
-        if series.container == container and series.pod in pods:
-            peaks[series.resource] = max(peaks.get(series.resource, 0.0), *series.values)
+    for (pod, name, resource), peak in read.peaks.items():
+        if name == container and pod in pods:
+            peaks[resource] = max(peaks.get(resource, 0.0), peak)
     return peaks
 
 

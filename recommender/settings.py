@@ -24,6 +24,16 @@ class RecommenderSettings(BaseSettings):
         description="history read for a namespace seen for the first time (one week)",
     )
     checkpoint_interval_seconds: int = Field(default=600, ge=10, le=86400)
+    status_refresh_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="an unchanged ResourceRecommendation status is written again after this "
+        "long (its lastUpdateTime); changed ones are written at once",
+    )
+    publish_workers: int = Field(
+        default=8, ge=1, le=64, description="workloads published (and checkpointed) at once"
+    )
     model: str = Field(default="bridgescale", description="recommender from the models registry")
     kubeconfig: Path | None = Field(default=None, description="else in-cluster or $KUBECONFIG")
     host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104

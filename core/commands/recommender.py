@@ -74,7 +74,9 @@ def build_engine(arguments: argparse.Namespace, *, read_only: bool = False) -> E
         logger.error("invalid settings: %s", error)
         return None
     api = kube.new_client(settings.kubeconfig)
-    return Engine(api, History(prometheus), settings, RecommenderMetrics(), read_only=read_only)
+    metrics = RecommenderMetrics()
+    history = History(prometheus, on_query=metrics.prometheus_queries.inc)
+    return Engine(api, history, settings, metrics, read_only=read_only)
 
 
 def _run(arguments: argparse.Namespace) -> int:

@@ -9,15 +9,20 @@ errors and server-side apply; modules beside it wrap one area of the API each.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+
+logger = logging.getLogger(__name__)
 
 
 class KubeError(Exception):
@@ -117,6 +122,23 @@ def load_manifests(*paths: Path) -> list[dict[str, Any]]:
     return objects
 
 
+_DYNAMIC_CLIENTS: weakref.WeakKeyDictionary[client.ApiClient, DynamicClient] = (
+    weakref.WeakKeyDictionary()
+)
+_DYNAMIC_LOCK = threading.Lock()
+
+
+def _dynamic_client(api: client.ApiClient) -> DynamicClient:
+    """One dynamic client per API client: making one reads the API's discovery documents,
+    which costs more than the apply itself."""
+    with _DYNAMIC_LOCK:
+        dynamic = _DYNAMIC_CLIENTS.get(api)
+        if dynamic is None:
+            dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
+            _DYNAMIC_CLIENTS[api] = dynamic
+        return dynamic
+
+
 def apply(
     api: client.ApiClient,
     objects: list[dict[str, Any]],
@@ -125,7 +147,7 @@ def apply(
     field_manager: str = FIELD_MANAGER,
 ) -> list[dict[str, Any]]:
     """Server-side apply of each object, as `kubectl apply --server-side` does; the results."""
-    dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
+    dynamic = _dynamic_client(api)
     applied = []
     for body in objects:
         resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
@@ -141,3 +163,26 @@ def apply(
             )
         applied.append(result.to_dict())
     return applied
+
+
+def wake_on_changes(
+    list_call: Callable[..., Any], wake: threading.Event, name: str, *args: str
+) -> threading.Thread:
+    """Set `wake` on every change a watch of `list_call(*args)` reports, in a daemon thread
+    that starts the watch again when it ends."""
+
+    def run() -> None:
+        while True:
+            try:
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    list_call, *args, timeout_seconds=300
+                )
+                for _ in stream:
+                    wake.set()
+            except Exception:
+                logger.exception("%s ended; starting again", name)
+                threading.Event().wait(5)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -31,7 +31,7 @@ def test_cpu_rates_are_never_negative(points: list[tuple[float, str]]) -> None:
     result = [{"metric": {"pod": "p", "container": "c"}, "values": [list(p) for p in points]}]
     for series in parse_matrix(result, "cpu"):
         assert all(v >= 0 for v in series.values)
-        assert series.times
+        assert len(series.times)
 
 
 def test_malformed_and_empty_answers_give_no_series() -> None:
