@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,17 +109,19 @@ class RateLimit:
         self.overall, self.per_key = overall, per_key
         self._all: deque[float] = deque()
         self._by_key: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
 
     def take(self, key: str, now: float) -> bool:
-        windows = (self._all, self._by_key[key])
-        for window in windows:
-            while window and now - window[0] >= 60:
-                window.popleft()
-        if len(self._all) >= self.overall or len(self._by_key[key]) >= self.per_key:
-            return False
-        for window in windows:
-            window.append(now)
-        return True
+        with self._lock:  # resizes of one pass are carried out by several threads
+            windows = (self._all, self._by_key[key])
+            for window in windows:
+                while window and now - window[0] >= 60:
+                    window.popleft()
+            if len(self._all) >= self.overall or len(self._by_key[key]) >= self.per_key:
+                return False
+            for window in windows:
+                window.append(now)
+            return True
 
 
 @dataclass
@@ -149,6 +153,7 @@ class Reconciler:
         )
         self.in_flight = _InFlight()
         self._told: dict[str, str] = {}
+        self._told_lock = threading.Lock()
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -161,8 +166,21 @@ class Reconciler:
                     logger.info("recreated bare pod %s/%s from its saved manifest", namespace, name)
             planned = self._plan_namespace(namespace)
             planned.sort(key=lambda item: item.order)
-            actions += [self._carry_out(item) for item in planned]
+            actions += self._carry_out_all(planned)
         return actions
+
+    def _carry_out_all(self, planned: list[Planned]) -> list[Action]:
+        """Resizes first, several at once (each is a PATCH of its own pod and its Events, and
+        waiting for each in turn is what makes a fleet-wide change slow); then the rest, one by
+        one, as a recreate depends on what the ones before it did."""
+        resizes = [item for item in planned if isinstance(item.decision, Resize)]
+        others = [item for item in planned if not isinstance(item.decision, Resize)]
+        if len(resizes) > 1 and self.settings.resize_workers > 1:
+            with ThreadPoolExecutor(self.settings.resize_workers) as pool:
+                done = list(pool.map(self._carry_out, resizes))
+        else:
+            done = [self._carry_out(item) for item in resizes]
+        return done + [self._carry_out(item) for item in others]
 
     def _recommendations(self, namespace: str) -> dict[tuple[str, str], Recommendation]:
         found = {}
@@ -417,9 +435,10 @@ class Reconciler:
     ) -> None:
         """An Event, once per object and message (a decision repeated each pass is told once)."""
         key = f"{regarding.get('kind')}/{regarding.get('namespace')}/{regarding.get('name')}"
-        if self._told.get(key) == reason + note or self.dry_run:
-            return
-        self._told[key] = reason + note
+        with self._told_lock:
+            if self._told.get(key) == reason + note or self.dry_run:
+                return
+            self._told[key] = reason + note
         self.cluster.emit(regarding, reason, note, warning=warning)
 
 

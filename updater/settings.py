@@ -73,6 +73,13 @@ class UpdaterSettings(BaseSettings):
     max_workload_changes_per_minute: int = Field(
         default=5, ge=1, description="Resizes and recreations started per minute, per workload."
     )
+    resize_workers: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Pods resized at once within a pass (each resize is one PATCH and its "
+        "Events); 1 resizes them one by one.",
+    )
     resync_seconds: float = Field(
         default=30.0, gt=0, description="A full pass at least this often."
     )

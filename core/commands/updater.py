@@ -127,10 +127,11 @@ def _loop(
     reconciler: Reconciler, settings: UpdaterSettings, api: Any, lease_namespace: str,
     identity: str,
 ) -> None:  # fmt: skip
-    from bridgescale.kube import leases, pods  # noqa: PLC0415
+    from bridgescale.kube import leases, pods, recommendations  # noqa: PLC0415
 
     wake = threading.Event()
     pods.watch_pods_in_background(api, wake)
+    recommendations.watch_recommendations_in_background(api, wake)
     while True:
         leading = not lease_namespace or leases.acquire(
             api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30

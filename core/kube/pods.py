@@ -8,9 +8,9 @@ import logging
 import threading
 from typing import Any, cast
 
-from kubernetes import client, watch
+from kubernetes import client
 
-from bridgescale.kube import api_errors
+from bridgescale.kube import api_errors, wake_on_changes
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +94,4 @@ def get_owner(api: client.ApiClient, namespace: str, kind: str, name: str) -> Ra
 
 def watch_pods_in_background(api: client.ApiClient, wake: threading.Event) -> threading.Thread:
     """Set `wake` on every pod change in the cluster (the loop then makes a pass)."""
-
-    def run() -> None:
-        core = client.CoreV1Api(api)
-        while True:
-            try:
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    core.list_pod_for_all_namespaces, timeout_seconds=300
-                )
-                for _ in stream:
-                    wake.set()
-            except Exception:
-                logger.exception("pod watch ended; starting again")
-                threading.Event().wait(5)
-
-    thread = threading.Thread(target=run, name="pod-watch", daemon=True)
-    thread.start()
-    return thread
+    return wake_on_changes(client.CoreV1Api(api).list_pod_for_all_namespaces, wake, "pod-watch")

@@ -7,13 +7,14 @@ wrote in between, and the caller re-reads and recomputes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
-from bridgescale.kube import FIELD_MANAGER, NotFound, api_errors, apply
+from bridgescale.kube import FIELD_MANAGER, NotFound, api_errors, apply, wake_on_changes
 from bridgescale.kube.workloads import WorkloadRef
 
 GROUP = "bridgescale.dev"
@@ -170,3 +171,14 @@ def write_vpa_status(api: client.ApiClient, vpa: VpaObject, status: Mapping[str,
     """Merge `status` (recommendation, conditions) into the VPA's status, at its version."""
     where = (VPA_GROUP, VPA_VERSION, vpa.namespace, VPA_PLURAL, vpa.name)
     return _vpa(_patch_status(api, where, vpa.resource_version, status))
+
+
+def watch_recommendations_in_background(
+    api: client.ApiClient, wake: threading.Event
+) -> threading.Thread:
+    """Set `wake` on every change of a ResourceRecommendation, so that a new recommendation is
+    acted on at once rather than at the next resync."""
+    objects = client.CustomObjectsApi(api)
+    return wake_on_changes(
+        objects.list_cluster_custom_object, wake, "recommendation-watch", GROUP, VERSION, PLURAL
+    )
