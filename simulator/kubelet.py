@@ -70,6 +70,10 @@ class Timer:
 
 
 class PodWorker:
+    # TODO(one worker per simulated node, or status writes from a pool): every node's pod work
+    # is done by this one thread, three requests per resize (the Node read and two status
+    # writes), so a fleet-wide change of a thousand pods waits minutes for it on a busy machine,
+    # where real kubelets, one per node, work side by side (bench/updater.py shows it).
     def __init__(
         self,
         api: RawApi,

@@ -175,7 +175,7 @@ def wake_on_changes(
         while True:
             try:
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    list_call, *args, timeout_seconds=300
+                    list_call, *args, timeout_seconds=300, deserialize=False
                 )
                 for _ in stream:
                     wake.set()

@@ -56,8 +56,8 @@ def emit_event(
             uid=regarding.get("uid"),
         ),
     )
-    with api_errors():
-        client.EventsV1Api(api).create_namespaced_event(namespace, event)
+    with api_errors():  # the answer is not needed: not turned into model objects
+        client.EventsV1Api(api).create_namespaced_event(namespace, event, _preload_content=False)
 
 
 def list_events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, str]]:
