@@ -14,11 +14,11 @@ import argparse
 import os
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client
+from support import wait_for
 
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
@@ -74,14 +74,6 @@ def deployment(index: int, replicas: int) -> dict[str, object]:
 def running_pods(core: client.CoreV1Api) -> int:
     pods = core.list_namespaced_pod(NAMESPACE, field_selector="status.phase=Running").items
     return len(pods)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(1.0)
 
 
 def main() -> None:

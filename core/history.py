@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -237,13 +238,11 @@ class History:
         self.settings = settings
         self._sleep = sleep
         self._on_query = on_query  # called for every request sent, retries included
+        self._http = _session(settings)
 
     def _connect(self) -> PrometheusConnect:
         settings = self.settings
-        auth = None
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            auth = (settings.username, password)
+        auth = self._auth()
         return PrometheusConnect(
             url=settings.url.rstrip("/"),
             headers=_headers(settings),
@@ -254,16 +253,12 @@ class History:
             timeout=settings.timeout_seconds,
         )
 
-    def _query_range(
-        self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
-    ) -> Any:
+    def _query_range(self, query: str, start: float, end: float, step: int) -> Any:
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             self._on_query()
             try:
-                return prometheus.custom_query_range(
-                    query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
-                )
+                return self._get_range(query, start, end, step)
             except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
                 if attempt + 1 == attempts:
                     raise PrometheusUnavailable(
@@ -271,6 +266,38 @@ class History:
                     ) from error
                 self._sleep(self.settings.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get_range(self, query: str, start: float, end: float, step: int) -> Any:
+        """`/api/v1/query_range`, decoded with orjson: a week of a namespace of a thousand
+        containers is some 60 MB of JSON, which the standard library decodes at half the speed
+        (prometheus-api-client's own call decodes with it)."""
+        response = self._http.get(
+            f"{self.settings.url.rstrip('/')}/api/v1/query_range",
+            params={
+                "query": query,
+                "start": str(round(start)),
+                "end": str(round(end)),
+                "step": f"{step}s",
+            },
+            headers=_headers(self.settings),
+            auth=self._auth(),
+            timeout=self.settings.timeout_seconds,
+        )
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP status {response.status_code}: {response.content[:500]!r}"
+            )
+        answer = orjson.loads(response.content)
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
+            raise ValueError("not a Prometheus query answer")
+        return answer["data"].get("result")
+
+    def _auth(self) -> tuple[str, str] | None:
+        settings = self.settings
+        if settings.username is None:
+            return None
+        password = settings.password.get_secret_value() if settings.password else ""
+        return (settings.username, password)
 
     def _check(self, prometheus: PrometheusConnect) -> None:
         for attempt in range(self.settings.retries + 1):
@@ -295,11 +322,9 @@ class History:
             self._check(prometheus)
             return usage
         for resource, query in usage_queries(namespace, step_seconds).items():
-            result = self._query_range(prometheus, query, first, end, step_seconds)
+            result = self._query_range(query, first, end, step_seconds)
             usage.series.extend(parse_matrix(result, resource))
-        result = self._query_range(
-            prometheus, oom_query(namespace, step_seconds), first, end, step_seconds
-        )
+        result = self._query_range(oom_query(namespace, step_seconds), first, end, step_seconds)
         usage.oom_kills.extend(parse_oom_kills(result))
         return usage
 

@@ -150,7 +150,8 @@ def apply(
     dynamic = _dynamic_client(api)
     applied = []
     for body in objects:
-        resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        with _DYNAMIC_LOCK:  # discovery (and its cache refresh) is not safe across threads
+            resource = dynamic.resources.get(api_version=body["apiVersion"], kind=body["kind"])
         namespace = body.get("metadata", {}).get("namespace")
         with api_errors():
             result = resource.server_side_apply(
