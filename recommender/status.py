@@ -105,7 +105,9 @@ def _container_entry(result: ContainerResult) -> dict[str, Any] | None:
     for name, amounts in result.bounds().items():
         entry[name] = quantities(amounts)
     entry["model"] = result.model
-    entry["confidence"] = round(result.confidence, 3)
+    # Two decimals: confidence grows with every step of history, and a third decimal would
+    # change (and rewrite) every status every other cycle.
+    entry["confidence"] = round(result.confidence, 2)
     return entry
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bridgescale.kube import FIELD_MANAGER, NotFound, api_errors, apply, wake_on_changes
+from bridgescale.kube import FIELD_MANAGER, Conflict, NotFound, api_errors, wake_on_changes
 from bridgescale.kube.workloads import WorkloadRef
 
 GROUP = "bridgescale.dev"
@@ -115,7 +115,23 @@ def ensure_recommendation(api: client.ApiClient, ref: WorkloadRef) -> PublishedR
         },
         "spec": {"targetRef": ref.target_ref()},
     }
-    return _published(apply(api, [body])[0])
+    # A create, not an apply: one request the API server answers cheaply, and the recommender
+    # creates thousands of these on its first cycle.
+    objects = client.CustomObjectsApi(api)
+    try:
+        with api_errors():
+            return _published(
+                as_object(
+                    objects.create_namespaced_custom_object(
+                        GROUP, VERSION, ref.namespace, PLURAL, body, field_manager=FIELD_MANAGER
+                    )
+                )
+            )
+    except Conflict:  # made since the list: take it as it is
+        found = read_recommendation(api, ref.namespace, ref.name)
+        if found is None:
+            raise
+        return found
 
 
 def write_recommendation_status(

@@ -114,12 +114,15 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # Pods are refused until the controller-manager has made the namespace's default account.
-    for _ in range(200):
-        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"namespace {name} got no default service account")
+    wait_for_default_account(core, name)
     yield name
     core.delete_namespace(name)
+
+
+def wait_for_default_account(core: client.CoreV1Api, name: str) -> None:
+    """Pods are refused until the controller-manager has made the namespace's default account."""
+    for _ in range(200):
+        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"namespace {name} got no default service account")

@@ -29,7 +29,7 @@ from bridgescale.localcluster.prometheus import MetricFamily, PrometheusServer, 
 from bridgescale.localcluster.settings import find_project_root
 from bridgescale.quantity import parse
 
-from .conftest import TEST_PORT_BASE
+from .conftest import TEST_PORT_BASE, wait_for_default_account
 
 Json = dict[str, Any]
 ROOT = find_project_root(Path(__file__))
@@ -222,6 +222,8 @@ def bridges(
         )
     )
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    wait_for_default_account(core, namespace)
+    wait_for_default_account(core, other)
     kube.apply(api, kube.load_manifests(ROOT / "tests/cluster/manifests/vpa-crd.yaml"))
     time.sleep(2)  # the VPA CRD becomes established
     quiet = _deployment("quiet", _container("quiet"))
