@@ -292,6 +292,7 @@ def prepare(environment: LocalEnvironment, layout: Layout, days: float) -> None:
             f"{layout.pods} pods in {len(layout.namespaces)} namespaces after "
             f"{time.monotonic() - started:.0f} s"
         )
+        forget_recommendations(api, layout)
         if has_history(prometheus.url, layout) and history_end(environment).exists():
             print("history already in Prometheus")
             return
@@ -306,6 +307,17 @@ def prepare(environment: LocalEnvironment, layout: Layout, days: float) -> None:
         f"{time.monotonic() - started:.0f} s"
     )
     prometheus.start(timeout=600)
+
+
+def forget_recommendations(api: client.ApiClient, layout: Layout) -> None:
+    """What an earlier run published and checkpointed goes, so that the full cycle starts as a
+    recommender's first start does."""
+    objects = client.CustomObjectsApi(api)
+    for namespace in layout.namespaces:
+        for plural in ("resourcerecommendations", "recommendercheckpoints"):
+            objects.delete_collection_namespaced_custom_object(
+                "bridgescale.dev", "v1alpha1", namespace, plural
+            )
 
 
 def history_end(environment: LocalEnvironment) -> Path:
