@@ -293,7 +293,9 @@ def prepare(environment: LocalEnvironment, layout: Layout, days: float) -> None:
             f"{time.monotonic() - started:.0f} s"
         )
         forget_recommendations(api, layout)
-        if has_history(prometheus.url, layout) and history_end(environment).exists():
+        ended = history_end(environment)
+        kept = ended.read_text().split() if ended.exists() else []
+        if kept[1:] == [f"{days:g}"] and has_history(prometheus.url, layout, float(kept[0])):
             print("history already in Prometheus")
             return
         environment.supervisor.stop("prometheus")
@@ -301,7 +303,7 @@ def prepare(environment: LocalEnvironment, layout: Layout, days: float) -> None:
         started = time.monotonic()
         end = math.floor(time.time() / STEP) * STEP
         containers, samples = backfill_history(prometheus, api, layout, days, end)
-        history_end(environment).write_text(f"{end:.0f}\n")
+        history_end(environment).write_text(f"{end:.0f} {days:g}\n")
     print(
         f"backfilled {samples} samples of {containers} containers in "
         f"{time.monotonic() - started:.0f} s"
@@ -321,14 +323,15 @@ def forget_recommendations(api: client.ApiClient, layout: Layout) -> None:
 
 
 def history_end(environment: LocalEnvironment) -> Path:
-    """Where the time the backfilled history ends is kept, for `--reuse`."""
+    """Where the time the backfilled history ends, and its days, are kept for `--reuse`."""
     return environment.prometheus.folder / "history-end"
 
 
-def has_history(url: str, layout: Layout) -> bool:
+def has_history(url: str, layout: Layout, end: float) -> bool:
+    """Whether Prometheus holds the last namespace's history up to `end`."""
     query = f'count(container_memory_working_set_bytes{{namespace="{layout.namespaces[-1]}"}})'
     history = History(PrometheusSettings(url=url))
-    answer = history._connect().custom_query(query)
+    answer = history._connect().custom_query(query, params={"time": str(end - STEP)})
     return bool(answer) and int(float(answer[0]["value"][1])) > 0
 
 
@@ -408,7 +411,8 @@ def run_cycles(environment: LocalEnvironment) -> dict[str, float]:
     """The cycles in a process of their own, so that its peak RSS is the recommender's alone."""
     # The full cycle reads up to two steps before the history ends, the incremental one a step
     # later: one new point per container and resource, as the service's next cycles find.
-    at = float(history_end(environment).read_text()) - 2 * RecommenderSettings().step_seconds
+    end = float(history_end(environment).read_text().split()[0])
+    at = end - 2 * RecommenderSettings().step_seconds
     command = [
         sys.executable,
         __file__,
