@@ -345,6 +345,40 @@ def test_a_resize_deferred_past_the_timeout_leads_to_one_eviction_at_the_new_siz
     assert ("Recreate", "Evicted") not in _mine(reconciler.run_pass(), bridges)
 
 
+def test_no_eviction_when_no_node_the_replacement_may_use_has_room(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    """The bridge is pinned to its node by a nodeSelector and that node is full: other nodes
+    have room, but the replacement could not go there, so the updater keeps the pod."""
+    node = _roomy_nodes(api, cpu=1.0)[0]
+    spec = pod_manifest("bridge", [guaranteed("router", "500m", "256Mi")])["spec"]
+    spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment_of("bridge", spec))
+    old = eventually(lambda: _running_pods(api, bridges), what="the bridge running")[0]
+    filler = f"{_free_cpu(api, node):.3f}"
+    run_pod(api, bridges, pod_manifest("filler", [guaranteed("filler", filler, "64Mi")], node))
+    recommend(api, bridges, "Deployment", "bridge", {"cpu": "1500m", "memory": "256Mi"})
+    settings = UpdaterSettings(deferral_timeout=dt.timedelta(seconds=3))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+    eventually(
+        lambda: ("Recreate", "NoRoom") in _mine(reconciler.run_pass(), bridges),
+        timeout=30,
+        what="the deferral timeout to pass and the updater to find no node for the bridge",
+    )
+
+    pod = client.CoreV1Api(api).read_namespaced_pod(old.metadata.name, bridges)
+    assert pod.metadata.uid == old.metadata.uid and pod.metadata.deletion_timestamp is None
+    notes = [
+        e["note"]
+        for e in updater_events.list_events(api, bridges, old.metadata.name)
+        if e["reason"] == "RecreateDeferred"
+    ]
+    assert notes and "no node has room" in notes[0]
+    print(notes[0])
+
+
 def test_a_limit_the_kubelet_refuses_is_reverted(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str
 ) -> None:
