@@ -135,6 +135,14 @@ def oom_query(namespace: str, step_seconds: int) -> str:
     return f"({cadvisor}) or (({restarted}) and on (namespace, pod, container) ({last_reason}))"
 
 
+def memory_peak_query(namespace: str, window_seconds: int) -> str:
+    """The highest working set of each container of the namespace over the last window."""
+    selector = _selector(namespace)
+    return (
+        f"max {BY} (max_over_time(container_memory_working_set_bytes{selector}[{window_seconds}s]))"
+    )
+
+
 def parse_point(value: Any) -> float:
     """A sample value as Prometheus sends it (a string, possibly "NaN", "+Inf" or "-Inf")."""
     try:
@@ -176,6 +184,24 @@ def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
         if times:
             series.append(ContainerSeries(pod, container, resource, times, points))
     return series
+
+
+def parse_vector(result: Any) -> dict[tuple[str, str], float]:
+    """(pod, container) -> value of an instant query's `result`; malformed entries, NaN,
+    infinities and negative values are left out."""
+    values: dict[tuple[str, str], float] = {}
+    for entry in result if isinstance(result, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        labels, point = entry.get("metric"), entry.get("value")
+        if not isinstance(labels, Mapping) or not isinstance(point, list) or len(point) != 2:
+            continue
+        pod, container = labels.get("pod"), labels.get("container")
+        value = parse_point(point[1])
+        usable = math.isfinite(value) and value >= 0
+        if isinstance(pod, str) and isinstance(container, str) and usable:
+            values[pod, container] = value
+    return values
 
 
 def parse_oom_kills(result: Any) -> list[OomKill]:
@@ -238,15 +264,12 @@ class History:
             timeout=settings.timeout_seconds,
         )
 
-    def _query_range(
-        self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
-    ) -> Any:
+    def _retrying(self, ask: Callable[[], Any]) -> Any:
+        """`ask()`, retried with backoff; PrometheusUnavailable once every attempt failed."""
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             try:
-                return prometheus.custom_query_range(
-                    query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
-                )
+                return ask()
             except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
                 if attempt + 1 == attempts:
                     raise PrometheusUnavailable(
@@ -254,6 +277,23 @@ class History:
                     ) from error
                 self._sleep(self.settings.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _query_range(
+        self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
+    ) -> Any:
+        return self._retrying(
+            lambda: prometheus.custom_query_range(
+                query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
+            )
+        )
+
+    def memory_peaks(self, namespace: str, window_seconds: int) -> dict[tuple[str, str], float]:
+        """(pod, container) -> the highest working set over the last `window_seconds`."""
+        prometheus = self._connect()
+        result = self._retrying(
+            lambda: prometheus.custom_query(memory_peak_query(namespace, window_seconds))
+        )
+        return parse_vector(result)
 
     def _check(self, prometheus: PrometheusConnect) -> None:
         for attempt in range(self.settings.retries + 1):

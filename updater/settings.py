@@ -30,6 +30,11 @@ class UpdaterSettings(BaseSettings):
         ge=0,
         description="A memory request or limit never goes below the working set plus this.",
     )
+    memory_peak_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=24),
+        description="The recent peak is the highest working set over this window of the usage "
+        "history (with `--prometheus-url`).",
+    )
     memory_max_step_down: float = Field(
         default=0.25,
         gt=0,

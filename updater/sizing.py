@@ -39,6 +39,7 @@ class Usage:
     throttled_ratio: float = 0.0  # throttled CFS periods / periods
     oom_killed_recently: bool = False
     burst_forecast: bool = False
+    peak_unknown: bool = False  # the usage history could not say: memory downscales wait
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _safe_memory(current: float, wanted: float, usage: Usage, settings: UpdaterS
     """`wanted` memory, raised as far as a safe downscale needs."""
     if wanted >= current:
         return wanted
-    if usage.burst_forecast:
+    if usage.burst_forecast or usage.peak_unknown:
         return current
     step = round_up(current * (1 - settings.memory_max_step_down), "memory")
     return min(current, max(wanted, step, memory_floor(usage, settings)))

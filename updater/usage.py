@@ -2,9 +2,10 @@
 `/metrics/cadvisor`, or the node simulator's `/metrics`), scraped at each pass.
 
 Memory downscaling leans on two numbers: the current working set, read at each scrape, and the
-recent peak, the highest working set this updater has seen for the container.
-TODO(recommender's Prometheus history merged): take the peak from `max_over_time` over a window,
-so that it survives an updater restart; until then it starts again from the first scrape.
+recent peak. With a usage history (Prometheus) the peak is the highest working set over a
+window there, so it survives an updater restart; the highest working set this updater has
+scraped counts too. When the history is configured but does not answer, memory downscales
+wait (increases go on).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridgescale.updater.sizing import Usage
 
 Key = tuple[str, str, str]  # namespace, pod, container
+PeakWindow = Callable[[str], Mapping[tuple[str, str], float] | None]
+"""namespace -> the highest working set per (pod, container) over a window of the usage
+history; None when the history cannot say."""
 
 
 @dataclass
@@ -58,14 +62,22 @@ def _fetch(url: str) -> str:
 class ScrapedUsage:
     """`UsageSource` over a metrics endpoint; call `refresh()` once per pass."""
 
-    def __init__(self, url: str, fetch: Callable[[str], str] = _fetch) -> None:
+    def __init__(
+        self,
+        url: str,
+        fetch: Callable[[str], str] = _fetch,
+        peak_window: PeakWindow | None = None,
+    ) -> None:
         self.url = url
         self._fetch = fetch
+        self._peak_window = peak_window
+        self._window: dict[str, Mapping[tuple[str, str], float] | None] = {}
         self._now = Scrape()
         self._before = Scrape()
         self._peak: dict[Key, float] = {}
 
     def refresh(self) -> None:
+        self._window.clear()
         self._before, self._now = self._now, parse_scrape(self._fetch(self.url))
         for key, value in self._now.working_set.items():
             self._peak[key] = max(value, self._peak.get(key, 0.0))
@@ -80,10 +92,26 @@ class ScrapedUsage:
         for key, working_set in self._now.working_set.items():
             if key[:2] != (namespace, pod) or not key[2]:
                 continue
+            peak, unknown = self._recent_peak(key)
             found[key[2]] = Usage(
                 working_set=working_set,
-                peak=self._peak.get(key),
+                peak=peak,
+                peak_unknown=unknown,
                 throttled_ratio=self._throttled_ratio(key),
                 oom_killed_recently=key in self._now.oom_killed,
             )
         return found
+
+    def _recent_peak(self, key: Key) -> tuple[float | None, bool]:
+        """The recent peak of a container, and whether it is unknown (history down)."""
+        scraped = self._peak.get(key)
+        if self._peak_window is None:
+            return scraped, False
+        namespace, pod, container = key
+        if namespace not in self._window:
+            self._window[namespace] = self._peak_window(namespace)
+        window = self._window[namespace]
+        if window is None:
+            return scraped, True
+        peaks = [p for p in (scraped, window.get((pod, container))) if p is not None]
+        return (max(peaks) if peaks else None), False

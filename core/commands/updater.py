@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, start_http_server
 
 from bridgescale import kube
+from bridgescale.history import History, PrometheusSettings, PrometheusUnavailable
 from bridgescale.kube import admission
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.policy import parse_duration
 from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.reconcile import Action, Reconciler
 from bridgescale.updater.settings import UpdaterSettings
-from bridgescale.updater.usage import ScrapedUsage
+from bridgescale.updater.usage import PeakWindow, ScrapedUsage
 from bridgescale.updater.webhook import WebhookServer
 
 logger = logging.getLogger("bridgescale.updater")
@@ -58,6 +59,13 @@ def register(commands: Any) -> None:
         "OOM kills from (unset: memory downscales are bounded by the step limit only)",
     )
     parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("BRIDGESCALE_PROMETHEUS_URL"),
+        help="usage history: a container's recent memory peak is its highest working set over "
+        "`memory_peak_window` there (default: $BRIDGESCALE_PROMETHEUS_URL; unset: the highest "
+        "working set scraped since the updater started)",
+    )
+    parser.add_argument(
         "--lease-namespace", default="", help="leader election on a Lease there (empty: none)"
     )
     parser.set_defaults(handler=run)
@@ -89,6 +97,21 @@ def _serve_webhook(arguments: argparse.Namespace, api: Any) -> WebhookServer:
     return server
 
 
+def peak_window(url: str, settings: UpdaterSettings) -> PeakWindow:
+    """Recent memory peaks from Prometheus; None (logged) while it does not answer."""
+    history = History(PrometheusSettings(url=url, retries=1))  # a pass should not stall long
+    window = int(settings.memory_peak_window.total_seconds())
+
+    def peaks(namespace: str) -> dict[tuple[str, str], float] | None:
+        try:
+            return history.memory_peaks(namespace, window)
+        except PrometheusUnavailable as error:
+            logger.warning("namespace %s: memory downscales wait: %s", namespace, error)
+            return None
+
+    return peaks
+
+
 def run(arguments: argparse.Namespace) -> int:
     settings = _settings(arguments)
     if arguments.metrics_port:
@@ -100,7 +123,14 @@ def run(arguments: argparse.Namespace) -> int:
         if arguments.webhook and not arguments.dry_run:
             webhook = _serve_webhook(arguments, api)
         cluster = KubeCluster(api, instance=identity)
-        usage = ScrapedUsage(arguments.usage_metrics_url) if arguments.usage_metrics_url else None
+        usage = None
+        if arguments.usage_metrics_url:
+            peaks = (
+                peak_window(arguments.prometheus_url, settings)
+                if arguments.prometheus_url
+                else None
+            )
+            usage = ScrapedUsage(arguments.usage_metrics_url, peak_window=peaks)
         reconciler = Reconciler(cluster, settings, metrics, usage=usage, dry_run=arguments.dry_run)
         try:
             if arguments.once:

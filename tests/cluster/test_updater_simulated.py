@@ -5,6 +5,7 @@ steps that never go below usage."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -14,16 +15,19 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from bridgescale import kube
+from bridgescale.commands.updater import peak_window
 from bridgescale.kube import admission, updater_events
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.localcluster.environment import LocalEnvironment
-from bridgescale.quantity import MiB, parse
+from bridgescale.localcluster.processes import ProcessSupervisor
+from bridgescale.localcluster.prometheus import MetricFamily, PrometheusServer, SeriesHistory
+from bridgescale.quantity import MiB, parse, round_up
 from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.reconcile import Action, Reconciler
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.usage import ScrapedUsage
 from bridgescale.updater.webhook import WebhookServer
-from tests.cluster.conftest import SIMULATOR_METRICS_PORT
+from tests.cluster.conftest import SIMULATOR_METRICS_PORT, TEST_PORT_BASE
 from tests.cluster.simulation import (
     Container,
     Expected,
@@ -47,6 +51,7 @@ from tests.cluster.waiting import eventually
 
 pytestmark = pytest.mark.cluster
 PLAIN_NODES = ("sim-0", "sim-1", "sim-2", "sim-3")
+HISTORY_PORT = TEST_PORT_BASE + 22
 USAGE = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/memory": "300Mi"}
 
 
@@ -227,6 +232,57 @@ def test_memory_downscale_never_sets_a_limit_below_usage(
     pod = client.CoreV1Api(api).read_namespaced_pod("bridge-0", bridges)
     assert condition(pod, "PodResizeInProgress") is None
     assert pod.status.container_statuses[0].restart_count == 0
+
+
+@pytest.fixture
+def peak_history(
+    bridges: str, tmp_path: Path
+) -> Iterator[tuple[PrometheusServer, ProcessSupervisor]]:
+    """A Prometheus whose history has the bridge at 600Mi two hours ago, 300Mi otherwise."""
+    supervisor = ProcessSupervisor(tmp_path)
+    server = PrometheusServer(tmp_path, supervisor, HISTORY_PORT)
+    now = time.time() // 60 * 60 - 120
+    points = [
+        (t, 600.0 * MiB if now - 7200 <= t < now - 6900 else 300.0 * MiB)
+        for t in (now - 3 * 3600 + 60 * i for i in range(3 * 60))
+    ]
+    labels = {"namespace": bridges, "pod": "bridge-0", "container": "router"}
+    working_set = SeriesHistory("container_memory_working_set_bytes", labels, points)
+    server.backfill([MetricFamily(working_set.name, "gauge", "working set", [working_set])])
+    yield server, supervisor
+    supervisor.stop_all(timeout=10)
+
+
+def test_memory_downscale_respects_the_peak_in_the_usage_history(
+    api: client.ApiClient,
+    as_updater: client.ApiClient,
+    bridges: str,
+    peak_history: tuple[PrometheusServer, ProcessSupervisor],
+) -> None:
+    """A restarted updater has scraped only 300Mi, but the history holds a 600Mi peak: the
+    limit stops at 600Mi x margin. While the history does not answer, memory waits."""
+    server, supervisor = peak_history
+    settings = UpdaterSettings(cool_down=dt.timedelta(0))
+    scraped = _bridge_using_300mi(api, bridges, recommended_memory="128Mi")
+    usage = ScrapedUsage(scraped.url, peak_window=peak_window(server.url, settings))
+    reconciler = Reconciler(
+        KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()), usage=usage
+    )
+
+    held = _mine(reconciler.run_pass(), bridges)  # the history does not answer yet
+    assert ("Resize", "Accepted") not in held
+    assert _memory_limit(api, bridges) == 1024 * MiB
+
+    server.start()
+    limits = [_memory_limit(api, bridges)]
+    for _ in range(6):
+        if _mine(reconciler.run_pass(), bridges) != [("Resize", "Accepted")]:
+            break
+        assert reconciler.settle(dt.timedelta(seconds=30))
+        limits.append(_memory_limit(api, bridges))
+    print("memory limits, MiB:", [int(limit // MiB) for limit in limits])
+    assert limits[-1] == round_up(600 * MiB * settings.memory_peak_margin, "memory")
+    supervisor.stop_all(timeout=10)
 
 
 @pytest.fixture

@@ -8,7 +8,13 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridgescale.history import clean_points, escape_label_value, parse_matrix, usage_queries
+from bridgescale.history import (
+    clean_points,
+    escape_label_value,
+    parse_matrix,
+    parse_vector,
+    usage_queries,
+)
 
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -53,3 +59,17 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_instant_answers_keep_only_finite_non_negative_values_of_known_containers() -> None:
+    result = [
+        {"metric": {"pod": "p", "container": "router"}, "value": [1.0, "314572800"]},
+        {"metric": {"pod": "p", "container": "nan"}, "value": [1.0, "NaN"]},
+        {"metric": {"pod": "p", "container": "inf"}, "value": [1.0, "+Inf"]},
+        {"metric": {"pod": "p", "container": "negative"}, "value": [1.0, "-5"]},
+        {"metric": {"pod": "p"}, "value": [1.0, "1"]},
+        {"metric": {"pod": "p", "container": "short"}, "value": ["1"]},
+        "garbage",
+    ]
+    assert parse_vector(result) == {("p", "router"): 314572800.0}
+    assert parse_vector({"unexpected": "shape"}) == {}
