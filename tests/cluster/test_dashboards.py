@@ -126,7 +126,9 @@ def services(
     folder = tmp_path_factory.mktemp("services")
     kube.apply(
         api,
-        kube.load_manifests(ROOT / "deploy/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"),
+        kube.load_manifests(
+            ROOT / "deploy/system/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"
+        ),
     )
     apply_updater_rbac(api)
     recommender_kubeconfig = local_cluster.mint_kubeconfig(
