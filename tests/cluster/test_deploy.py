@@ -40,6 +40,18 @@ def _kubectl(
     )
 
 
+def _dry_run_apply(local_cluster: LocalEnvironment, kustomization: Path) -> list[str]:
+    """`kubectl apply --server-side --dry-run=server -k`: what it says of each object."""
+    applied = _kubectl(
+        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(kustomization)
+    )
+    assert applied.returncode == 0, applied.stderr
+    lines = applied.stdout.splitlines()
+    print("\n".join(lines))
+    assert all(line.endswith("(server dry run)") for line in lines)
+    return lines
+
+
 def test_the_base_applies_with_server_side_dry_run(
     local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
 ) -> None:
@@ -52,13 +64,7 @@ def test_the_base_applies_with_server_side_dry_run(
     print(f"deploy/ renders: {', '.join(kinds)}")
     assert {"Deployment", "ServiceAccount", "ClusterRole", "CustomResourceDefinition"} <= set(kinds)
 
-    applied = _kubectl(
-        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(DEPLOY)
-    )
-    assert applied.returncode == 0, applied.stderr
-    lines = applied.stdout.splitlines()
-    print("\n".join(lines))
-    assert all(line.endswith("(server dry run)") for line in lines)
+    lines = _dry_run_apply(local_cluster, DEPLOY)
     assert any("deployment.apps/bridgescale-updater" in line for line in lines)
 
 
@@ -100,13 +106,7 @@ def test_the_prometheus_operator_overlay_applies_with_server_side_dry_run(
         assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
     assert sorted(m["metadata"]["name"] for m in monitors) == sorted(ACCOUNTS)
 
-    applied = _kubectl(
-        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(OVERLAY)
-    )
-    assert applied.returncode == 0, applied.stderr
-    lines = applied.stdout.splitlines()
-    print("\n".join(lines))
-    assert all(line.endswith("(server dry run)") for line in lines)
+    lines = _dry_run_apply(local_cluster, OVERLAY)
     for account in ACCOUNTS:
         monitor = (
             f"servicemonitor.monitoring.coreos.com/{account} serverside-applied (server dry run)"
