@@ -43,6 +43,8 @@ def _requested(metric: str, resource: str, container_filters: str, pods: str) ->
 
 def _gpu_claimed(container_filters: str, pods: str) -> str:
     """The memory of the GPU devices each container holds (used + free), over its pods."""
+    # NOTE: on a shared GPU (consumable capacity) DCGM reports the whole device, not the
+    # claim's share, so this overstates; it holds until a metric of claim capacity exists.
     used = f"DCGM_FI_DEV_FB_USED{{{container_filters}}}"
     free = f"DCGM_FI_DEV_FB_FREE{{{container_filters}}}"
     joined = _join(f"({used} + {free}) * {MIB}", pods, "kind, workload")
@@ -230,6 +232,9 @@ RATE = "[$__rate_interval]"
 
 
 def updater_panels(namespace_filter: str) -> list[Json]:
+    # NOTE: the updater's counters have no namespace or workload label, so these panels show
+    # the whole cluster even on the workload dashboard; until the counters carry a bounded
+    # workload label (README, Limitations).
     return [
         timeseries(
             "Resizes by result",

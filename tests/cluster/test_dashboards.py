@@ -64,12 +64,14 @@ def _series(prometheus: PrometheusServer, expr: str) -> list[Json]:
     return found
 
 
-def _count(prometheus: PrometheusServer, expr: str) -> int | str:
-    """The number of series `expr` returns now, or Prometheus's reason for refusing it."""
+def _count(prometheus: PrometheusServer, expr: str) -> tuple[int, int] | str:
+    """How many series `expr` returns now and how many of them are numbers (a quantile of no
+    observations is NaN), or Prometheus's reason for refusing the query."""
     try:
-        return len(_series(prometheus, expr))
+        found = _series(prometheus, expr)
     except urllib.error.HTTPError as error:
         return f"invalid: {json.load(error).get('error')}"
+    return len(found), sum(series["value"][1] != "NaN" for series in found)
 
 
 @pytest.fixture(scope="module")
@@ -244,12 +246,13 @@ def test_every_panel_query_returns_data(
             for target in panel.get("targets", []):
                 expr = _substitute(target["expr"], values)
                 count = _count(prometheus, expr)
-                rows.append((name, panel["title"], target["refId"], count))
-                if not isinstance(count, int) or count == 0:
+                shown = count if isinstance(count, str) else f"{count[0]:>6} {count[1]:>7}"
+                rows.append((name, panel["title"], target["refId"], shown))
+                if isinstance(count, str) or count[0] == 0:
                     empty.append(f"{name} / {panel['title']} / {target['refId']}: {count}: {expr}")
     with capsys.disabled():
-        print(f"\n{'dashboard':<28} {'panel':<44} {'ref':<4} series")
-        for name, title, ref, count in rows:
-            print(f"{name:<28} {title:<44} {ref:<4} {count}")
+        print(f"\n{'dashboard':<28} {'panel':<44} {'ref':<4} series numbers")
+        for name, title, ref, shown in rows:
+            print(f"{name:<28} {title:<44} {ref:<4} {shown}")
     assert len(rows) >= 30
     assert not empty, "panels invalid or without data:\n" + "\n".join(empty)
