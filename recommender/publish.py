@@ -51,7 +51,15 @@ class Publisher:
             if read.history_error is None:
                 self._publish_vpas(result, vpas, now)
         if read.history_error is None:
-            self.metrics.publish(read.namespace, [pair for r in results for pair in r.containers])
+            self.metrics.publish(
+                read.namespace,
+                [pair for r in results for pair in r.containers],
+                [
+                    (r.workload.ref.kind, r.workload.ref.name, p)
+                    for r in results
+                    for p in r.workload.pods
+                ],
+            )
 
     @staticmethod
     def _status_of(read: NamespaceRead, result: WorkloadResult, now: dt.datetime) -> StatusOf:

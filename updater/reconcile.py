@@ -41,7 +41,7 @@ from bridgescale.updater.gpu import (
     slices_can_hold,
     unused_templates,
 )
-from bridgescale.updater.metrics import UpdaterMetrics
+from bridgescale.updater.metrics import SETTLED, UpdaterMetrics
 from bridgescale.updater.placement import WorkloadKey, workload_of
 from bridgescale.updater.pods import SIZED, Pod, Sized
 from bridgescale.updater.ports import Cluster, NoUsage, Refused, UsageSource
@@ -154,14 +154,17 @@ class Reconciler:
 
     def run_pass(self) -> list[Action]:
         actions: list[Action] = []
+        states: dict[str, list[ResizeState]] = {}
         self.usage.refresh()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
                     logger.info("recreated bare pod %s/%s from its saved manifest", namespace, name)
             planned = self._plan_namespace(namespace)
+            states[namespace] = [resize_outcome(item.pod).state for item in planned]
             planned.sort(key=lambda item: item.order)
             actions += [self._carry_out(item) for item in planned]
+        self.metrics.count_unfinished(states)
         return actions
 
     def _recommendations(self, namespace: str) -> dict[tuple[str, str], Recommendation]:
@@ -373,7 +376,7 @@ class Reconciler:
         state = resize_outcome(pod).state
         if state is ResizeState.SETTLED and applied_matches(pod):
             self.metrics.resize_pending.observe((self.clock() - at).total_seconds())
-            self.metrics.resizes.labels("Settled").inc()
+            self.metrics.resizes.labels(SETTLED).inc()
             del self.in_flight.resizes[pod.uid]
             return True
         return state in {ResizeState.DEFERRED, ResizeState.INFEASIBLE, ResizeState.ERROR}

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from bridgescale import kube
-from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.environment import LocalEnvironment, crd_manifests
 from bridgescale.localcluster.prometheus import ScrapeTarget
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
@@ -84,7 +84,7 @@ def api(local_cluster: LocalEnvironment) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def crds(api: client.ApiClient) -> list[str]:
     """bridgescale's CustomResourceDefinitions from deploy/, installed and established."""
-    paths = sorted((find_project_root(Path(__file__)) / "deploy" / "crds").glob("*.yaml"))
+    paths = crd_manifests(find_project_root(Path(__file__)))
     names = [crd["metadata"]["name"] for crd in kube.apply(api, kube.load_manifests(*paths))]
     extensions = client.ApiextensionsV1Api(api)
     for name in names:

@@ -240,7 +240,7 @@ def recommender_kubeconfig(
     local_cluster: LocalEnvironment, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     manifests = kube.load_manifests(
-        ROOT / "deploy/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"
+        ROOT / "deploy/system/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"
     )
     kube.apply(api, manifests)
     path = tmp_path_factory.mktemp("sa") / "recommender.yaml"

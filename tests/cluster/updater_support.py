@@ -22,7 +22,8 @@ UPDATER_NAMESPACE, UPDATER_ACCOUNT = "bridgescale-system", "bridgescale-updater"
 def apply_updater_rbac(api: client.ApiClient) -> None:
     deploy = find_project_root(Path(__file__)) / "deploy"
     kube.apply(
-        api, kube.load_manifests(deploy / "namespace.yaml", deploy / "updater" / "rbac.yaml")
+        api,
+        kube.load_manifests(deploy / "system" / "namespace.yaml", deploy / "updater" / "rbac.yaml"),
     )
     review = {
         "apiVersion": "authorization.k8s.io/v1",
