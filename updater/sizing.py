@@ -39,6 +39,7 @@ class Usage:
     throttled_ratio: float = 0.0  # throttled CFS periods / periods
     oom_killed_recently: bool = False
     burst_forecast: bool = False
+    gpu_memory_full: bool = False  # a claim's GPU memory used up: a grow cannot wait
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridgescale.updater.sizing import Usage
 
 Key = tuple[str, str, str]  # namespace, pod, container
+GPU_FULL_RATIO = 0.02
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Scrape:
     periods: dict[Key, float] = field(default_factory=dict)
     throttled: dict[Key, float] = field(default_factory=dict)
     oom_killed: set[Key] = field(default_factory=set)
+    gpu_used: dict[Key, float] = field(default_factory=dict)  # MiB, DCGM, summed over GPUs
+    gpu_free: dict[Key, float] = field(default_factory=dict)
 
 
 def parse_scrape(text: str) -> Scrape:
@@ -37,6 +40,7 @@ def parse_scrape(text: str) -> Scrape:
         "container_cpu_cfs_periods": scrape.periods,
         "container_cpu_cfs_throttled_periods": scrape.throttled,
     }
+    gpu = {"DCGM_FI_DEV_FB_USED": scrape.gpu_used, "DCGM_FI_DEV_FB_FREE": scrape.gpu_free}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -45,6 +49,8 @@ def parse_scrape(text: str) -> Scrape:
             oom = labels.get("reason") == "OOMKilled" and sample.value > 0
             if name in targets:
                 targets[name][key] = float(sample.value)
+            elif name in gpu:
+                gpu[name][key] = gpu[name].get(key, 0.0) + float(sample.value)
             elif name == "kube_pod_container_status_last_terminated_reason" and oom:
                 scrape.oom_killed.add(key)
     return scrape
@@ -75,6 +81,11 @@ class ScrapedUsage:
         throttled = self._now.throttled.get(key, 0.0) - self._before.throttled.get(key, 0.0)
         return throttled / periods if periods > 0 and key in self._before.periods else 0.0
 
+    def _gpu_full(self, key: Key) -> bool:
+        """GPU memory used up to what the claim gives (DCGM's free framebuffer at 2 % or less)."""
+        used, free = self._now.gpu_used.get(key), self._now.gpu_free.get(key)
+        return used is not None and free is not None and free <= GPU_FULL_RATIO * (used + free)
+
     def usage(self, namespace: str, pod: str) -> Mapping[str, Usage]:
         found = {}
         for key, working_set in self._now.working_set.items():
@@ -85,5 +96,6 @@ class ScrapedUsage:
                 peak=self._peak.get(key),
                 throttled_ratio=self._throttled_ratio(key),
                 oom_killed_recently=key in self._now.oom_killed,
+                gpu_memory_full=self._gpu_full(key),
             )
         return found

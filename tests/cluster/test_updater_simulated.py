@@ -5,6 +5,9 @@ steps that never go below usage."""
 from __future__ import annotations
 
 import datetime as dt
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -246,6 +249,15 @@ def _running_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
     return [p for p in pods if p.metadata.deletion_timestamp is None and is_running(p)]
 
 
+def _replacement(api: client.ApiClient, namespace: str, old: client.V1Pod) -> client.V1Pod:
+    found = eventually(
+        lambda: [p for p in _running_pods(api, namespace) if p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement pod running",
+    )
+    return found[0]
+
+
 def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
     return str(allocation(api, namespace, pod).device)
 
@@ -267,11 +279,7 @@ def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
 
     assert _mine(reconciler.run_pass(), bridges) == [("Recreate", "Evicted")]
     assert reconciler.settle(dt.timedelta(seconds=60))
-    new = eventually(
-        lambda: [p for p in _running_pods(api, bridges) if p.metadata.uid != old.metadata.uid],
-        timeout=90,
-        what="the replacement pod running",
-    )[0]
+    new = _replacement(api, bridges, old)
 
     template = new.spec.resource_claims[0].resource_claim_template_name
     print(f"replacement {new.metadata.name} uses template {template}")
@@ -368,3 +376,121 @@ def test_a_limit_the_kubelet_refuses_is_reverted(
 
     pod = wait_resized(api, bridges, "bridge-0", [Expected(guaranteed("router", "500m", "1Gi"))])
     assert pod.status.container_statuses[0].restart_count == 0
+
+
+ECC_TAINT = "gpu.sim.bridgescale.dev/ecc-errors"
+MIG_NODE = "sim-mig-0"
+
+
+def _report_health(device: str, health: str) -> None:
+    """The simulator's fault control: the device's driver reports this health."""
+    query = urllib.parse.urlencode({"node": MIG_NODE, "device": device, "health": health})
+    url = f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/devices/health?{query}"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10):
+        pass
+
+
+def _health(pod: client.V1Pod) -> list[str]:
+    return [
+        str(resource.health)
+        for status in pod.status.container_statuses or []
+        for entry in status.allocated_resources_status or []
+        for resource in entry.resources or []
+    ]
+
+
+def _taint_rule(device: str) -> dict[str, object]:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceTaintRule",
+        "metadata": {"generateName": "ecc-"},
+        "spec": {
+            "deviceSelector": {
+                "driver": "gpu.sim.bridgescale.dev",
+                "pool": MIG_NODE,
+                "device": device,
+            },
+            "taint": {"key": ECC_TAINT, "value": "true", "effect": "NoExecute"},
+        },
+    }
+
+
+def _load_forecast(api: client.ApiClient, namespace: str, name: str, start: dt.datetime) -> None:
+    """A forecast as the recommender publishes it: 20 s steps, the second one quiet."""
+    forecast = {
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "stepSeconds": 20,
+        "cpu": [3.0, 0.5, 3.0, 3.0, 3.0, 3.0],
+    }
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", namespace, "resourcerecommendations", name,
+        {"status": {"loadForecast": forecast}},
+    )  # fmt: skip
+
+
+def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_taint_evicts(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    resource, core = client.ResourceV1Api(api), client.CoreV1Api(api)
+    request = mig("1g.10gb")
+    # The bridge tolerates the ECC taint for 90 s: the device taint eviction controller of the
+    # real kube-controller-manager deletes it then, unless it has moved.
+    request["tolerations"] = [
+        {"key": ECC_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 90}
+    ]
+    resource.create_namespaced_resource_claim_template(bridges, claim_template("mig-1g", request))
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
+    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    bad = _device(api, bridges, old)
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "10Gi"}, container="c1")
+    settings = UpdaterSettings(recreate_lead=dt.timedelta(seconds=30))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+    rule = None
+    try:
+        _report_health(bad, "Unhealthy")
+        eventually(
+            lambda: "Unhealthy" in _health(core.read_namespaced_pod(old.metadata.name, bridges)),
+            what="the kubelet to report the device Unhealthy",
+        )
+        rule = resource.create_device_taint_rule(_taint_rule(bad))
+        tainted_at = rule.spec.taint.time_added
+        assert tainted_at is not None  # set by the API server
+        evicts_at = tainted_at + dt.timedelta(seconds=90)
+        quiet = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=20)
+        _load_forecast(api, bridges, "deployment-pointcloud", quiet - dt.timedelta(seconds=20))
+        print(f"device {bad} Unhealthy, tainted {tainted_at}, taint evicts at {evicts_at}")
+
+        first = _mine(reconciler.run_pass(), bridges)
+        assert first == [("Wait", first[0][1])] and "recreate planned at" in first[0][1]
+        evicted = eventually(
+            lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+            timeout=60,
+            what="the migration at the quiet moment",
+        )
+        migrated_at = dt.datetime.now(dt.UTC)
+        assert evicted and quiet <= migrated_at < evicts_at - dt.timedelta(seconds=30)
+        assert reconciler.settle(dt.timedelta(seconds=60))
+        new = _replacement(api, bridges, old)
+        running_at = dt.datetime.now(dt.UTC)
+        healthy = _device(api, bridges, new)
+        print(f"migrated at {migrated_at}, replacement on {healthy} Running at {running_at}")
+        assert healthy != bad and healthy.startswith("gpu-0-1g-10gb-")
+        assert running_at < evicts_at and _health(new) == ["Healthy"]
+
+        # Past the taint's eviction time: the replacement stays, nothing else was evicted.
+        time.sleep(max(0.0, (evicts_at - dt.datetime.now(dt.UTC)).total_seconds()) + 10)
+        assert [(p.metadata.uid) for p in _running_pods(api, bridges)] == [new.metadata.uid]
+        assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
+        events = core.list_namespaced_event(bridges).items
+        by_taint = [e for e in events if e.reason == "DeviceTaintManagerEviction"]
+        ours = [e for e in events if e.reason == "GPUUnhealthyMigration"]
+        assert by_taint == [] and len(ours) == 2  # the pod and its Deployment
+        print(ours[0].message)
+        registry = reconciler.metrics.registry
+        migrations = {"reason": "GPUUnhealthyMigration"}
+        assert registry.get_sample_value("bridgescale_updater_recreations_total", migrations) == 1
+    finally:
+        _report_health(bad, "Healthy")
+        if rule is not None:
+            resource.delete_device_taint_rule(rule.metadata.name)
