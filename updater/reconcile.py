@@ -54,7 +54,7 @@ from bridgescale.updater.recommendations import (
 )
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import Resize
-from bridgescale.updater.timing import PlannedRecreate, when_to_recreate
+from bridgescale.updater.timing import FirstSeen, PlannedRecreate, sustained, when_to_recreate
 
 logger = logging.getLogger("bridgescale.updater")
 
@@ -153,17 +153,14 @@ class Reconciler:
         )
         self.in_flight = _InFlight()
         self._told: dict[str, str] = {}
-        # When a planned recreate or a wanted shrink was first seen; kept in memory only
-        # (a restart starts its window again, which only delays it).
-        self._first_seen: dict[str, dt.datetime] = {}
-        self._seen_this_pass: set[str] = set()
+        self.first_seen = FirstSeen()  # planned recreates and wanted shrinks
 
     # --- one pass ---------------------------------------------------------------------------
 
     def run_pass(self) -> list[Action]:
         actions: list[Action] = []
         self.usage.refresh()
-        self._seen_this_pass = set()
+        self.first_seen.begin_pass()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
@@ -171,13 +168,8 @@ class Reconciler:
             planned = self._plan_namespace(namespace)
             planned.sort(key=lambda item: item.order)
             actions += [self._carry_out(item) for item in planned]
-        self._first_seen = {k: v for k, v in self._first_seen.items() if k in self._seen_this_pass}
+        self.first_seen.end_pass()
         return actions
-
-    def _since(self, key: str) -> dt.datetime:
-        """When this pass's condition `key` was first seen in an unbroken run of passes."""
-        self._seen_this_pass.add(key)
-        return self._first_seen.setdefault(key, self.clock())
 
     def _recommendations(self, namespace: str) -> dict[tuple[str, str], Recommendation]:
         found = {}
@@ -255,8 +247,8 @@ class Reconciler:
 
     def _shrink_sustained(self, pod: Pod, swap: ClaimSwap) -> bool:
         """A shrink goes only once the recommendation has allowed it for `gpu_shrink_after`."""
-        since = self._since(f"{pod.uid}/shrink/{swap.pod_claim}/{swap.after}")
-        return self.clock() - since >= self.settings.gpu_shrink_after
+        key = f"{pod.uid}/shrink/{swap.pod_claim}/{swap.after}"
+        return sustained(self.first_seen, key, self.clock(), self.settings.gpu_shrink_after)
 
     def _migrations(
         self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], swaps: list[ClaimSwap]
@@ -301,7 +293,7 @@ class Reconciler:
         moment = when_to_recreate(
             plan,
             self.clock(),
-            self._since(f"{pod.uid}/plan/{plan.reason}"),
+            self.first_seen.since(f"{pod.uid}/plan/{plan.reason}", self.clock()),
             recommendation.forecast,
             window=window,
             lead=self.settings.recreate_lead,

@@ -80,3 +80,29 @@ def when_to_recreate(
         return Moment(True, now, latest)
     at = quiet_moment(now, latest, forecast)
     return Moment(now >= at, at, latest)
+
+
+class FirstSeen:
+    """When each condition (a key) was first seen in an unbroken run of passes: a condition
+    missing from one pass starts again. Kept in memory: a restart starts the runs again, which
+    only delays what waits on them."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, dt.datetime] = {}
+        self._seen: set[str] = set()
+
+    def begin_pass(self) -> None:
+        self._seen = set()
+
+    def since(self, key: str, now: dt.datetime) -> dt.datetime:
+        self._seen.add(key)
+        return self._since.setdefault(key, now)
+
+    def end_pass(self) -> None:
+        self._since = {k: v for k, v in self._since.items() if k in self._seen}
+
+
+def sustained(first_seen: FirstSeen, key: str, now: dt.datetime, duration: dt.timedelta) -> bool:
+    """The condition `key`, seen this pass, has held for `duration` (a shrink after sustained
+    low use)."""
+    return now - first_seen.since(key, now) >= duration
