@@ -482,6 +482,10 @@ def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_
         time.sleep(max(0.0, (evicts_at - dt.datetime.now(dt.UTC)).total_seconds()) + 10)
         assert [(p.metadata.uid) for p in _running_pods(api, bridges)] == [new.metadata.uid]
         assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
+        restarted = Reconciler(
+            KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry())
+        )
+        assert _mine(restarted.run_pass(), bridges)[0][0] == "Skip"
         events = core.list_namespaced_event(bridges).items
         by_taint = [e for e in events if e.reason == "DeviceTaintManagerEviction"]
         ours = [e for e in events if e.reason == "GPUUnhealthyMigration"]
@@ -494,3 +498,55 @@ def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_
         _report_health(bad, "Healthy")
         if rule is not None:
             resource.delete_device_taint_rule(rule.metadata.name)
+
+
+def _templates(api: client.ApiClient, namespace: str) -> dict[str, dict[str, str]]:
+    found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(namespace).items
+    return {str(t.metadata.name): t.metadata.labels or {} for t in found}
+
+
+def test_a_gpu_shrink_waits_for_sustained_low_use_and_unused_managed_templates_go(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    resource = client.ResourceV1Api(api)
+    resource.create_namespaced_resource_claim_template(
+        bridges, claim_template("mig-2g", mig("2g.20gb"))
+    )
+    # Labelled like the updater's own, but not marked managed: never deleted.
+    foreign = claim_template("look-alike", mig("1g.10gb"))
+    foreign["metadata"]["labels"] = {"bridgescale.dev/workload": "Deployment.pointcloud"}
+    resource.create_namespaced_resource_claim_template(bridges, foreign)
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-2g")["spec"])
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
+    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "5Gi"}, container="c1")
+    low = {"containerName": "c1", "target": {"gpu-memory": "5Gi"},
+           "upperBound": {"gpu-memory": "8Gi"}}  # fmt: skip
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", bridges, "resourcerecommendations",
+        "deployment-pointcloud", {"status": {"containerRecommendations": [low]}},
+    )  # fmt: skip
+    settings = UpdaterSettings(gpu_shrink_after=dt.timedelta(seconds=20))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+
+    started = time.monotonic()
+    assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"  # low use not sustained yet
+    eventually(
+        lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+        timeout=90,
+        what="the shrink once low use has lasted 20 s",
+    )
+    waited = time.monotonic() - started
+    print(f"shrink after {waited:.1f} s of sustained low use")
+    assert waited >= 20
+    assert reconciler.settle(dt.timedelta(seconds=60))
+    new = _replacement(api, bridges, old)
+    assert _device(api, bridges, new).startswith("gpu-0-1g-10gb-")
+    made = new.spec.resource_claims[0].resource_claim_template_name
+    assert _templates(api, bridges)[made]["bridgescale.dev/managed"] == "true"
+
+    # The workload goes: its managed template goes with it, the others stay.
+    client.AppsV1Api(api).delete_namespaced_deployment("pointcloud", bridges)
+    eventually(lambda: not _running_pods(api, bridges), timeout=60, what="the pods gone")
+    reconciler.run_pass()
+    assert sorted(_templates(api, bridges)) == ["look-alike", "mig-2g"]
