@@ -37,7 +37,14 @@ from tests.cluster.simulation import (
     run_pod,
     wait_resized,
 )
-from tests.cluster.test_dra import allocation, claim_template, gpu_pod, mig
+from tests.cluster.test_dra import (
+    ECC_TAINT,
+    allocation,
+    claim_template,
+    gpu_pod,
+    mig,
+    taint_rule,
+)
 from tests.cluster.updater_support import (
     UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
@@ -378,7 +385,6 @@ def test_a_limit_the_kubelet_refuses_is_reverted(
     assert pod.status.container_statuses[0].restart_count == 0
 
 
-ECC_TAINT = "gpu.sim.bridgescale.dev/ecc-errors"
 MIG_NODE = "sim-mig-0"
 
 
@@ -397,22 +403,6 @@ def _health(pod: client.V1Pod) -> list[str]:
         for entry in status.allocated_resources_status or []
         for resource in entry.resources or []
     ]
-
-
-def _taint_rule(device: str) -> dict[str, object]:
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "DeviceTaintRule",
-        "metadata": {"generateName": "ecc-"},
-        "spec": {
-            "deviceSelector": {
-                "driver": "gpu.sim.bridgescale.dev",
-                "pool": MIG_NODE,
-                "device": device,
-            },
-            "taint": {"key": ECC_TAINT, "value": "true", "effect": "NoExecute"},
-        },
-    }
 
 
 def _load_forecast(api: client.ApiClient, namespace: str, name: str, start: dt.datetime) -> None:
@@ -453,7 +443,7 @@ def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_
             lambda: "Unhealthy" in _health(core.read_namespaced_pod(old.metadata.name, bridges)),
             what="the kubelet to report the device Unhealthy",
         )
-        rule = resource.create_device_taint_rule(_taint_rule(bad))
+        rule = resource.create_device_taint_rule(taint_rule(bad, "NoExecute"))
         tainted_at = rule.spec.taint.time_added
         assert tainted_at is not None  # set by the API server
         evicts_at = tainted_at + dt.timedelta(seconds=90)
