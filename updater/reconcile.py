@@ -16,7 +16,6 @@ from bridgescale.logs import ObjectLogger
 from bridgescale.policy import UpdateMode, WorkloadPolicy, policy_from_annotations
 from bridgescale.updater.admission import Sizing, initial_resources
 from bridgescale.updater.apply import (
-    RecreateOutcome,
     RecreateResult,
     ResizeResult,
     apply_resize,
@@ -24,6 +23,7 @@ from bridgescale.updater.apply import (
     recreate,
     restore_saved_pods,
 )
+from bridgescale.updater.claim_plans import ClaimPlan, ClaimPlanner
 from bridgescale.updater.decide import (
     Decision,
     Recreate,
@@ -35,18 +35,10 @@ from bridgescale.updater.decide import (
     decide,
     resize_outcome,
 )
-from bridgescale.updater.gpu import (
-    ClaimSwap,
-    managed_workload,
-    plan_claim_swaps,
-    slices_can_hold,
-    unused_templates,
-)
-from bridgescale.updater.health import Migration, plan_migrations, tainted_devices
 from bridgescale.updater.metrics import UpdaterMetrics
 from bridgescale.updater.placement import WorkloadKey, workload_of
 from bridgescale.updater.pods import SIZED, Pod, Sized
-from bridgescale.updater.ports import Cluster, NoUsage, Refused, UsageSource
+from bridgescale.updater.ports import Cluster, NoUsage, UsageSource
 from bridgescale.updater.recommendations import (
     Recommendation,
     RecommendationProblem,
@@ -54,7 +46,6 @@ from bridgescale.updater.recommendations import (
 )
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import Resize
-from bridgescale.updater.timing import FirstSeen, PlannedRecreate, sustained, when_to_recreate
 
 logger = logging.getLogger("bridgescale.updater")
 
@@ -94,8 +85,7 @@ class Planned:
     decision: Decision
     recommendation: Recommendation
     policy: WorkloadPolicy
-    swaps: tuple[ClaimSwap, ...] = ()
-    migrations: tuple[Migration, ...] = ()
+    claims: ClaimPlan = field(default_factory=ClaimPlan)
 
     @property
     def order(self) -> int:
@@ -153,14 +143,14 @@ class Reconciler:
         )
         self.in_flight = _InFlight()
         self._told: dict[str, str] = {}
-        self.first_seen = FirstSeen()  # planned recreates and wanted shrinks
+        self.claims = ClaimPlanner(cluster, settings, self.usage, clock)
 
     # --- one pass ---------------------------------------------------------------------------
 
     def run_pass(self) -> list[Action]:
         actions: list[Action] = []
         self.usage.refresh()
-        self.first_seen.begin_pass()
+        self.claims.begin_pass()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
@@ -168,7 +158,7 @@ class Reconciler:
             planned = self._plan_namespace(namespace)
             planned.sort(key=lambda item: item.order)
             actions += [self._carry_out(item) for item in planned]
-        self.first_seen.end_pass()
+        self.claims.end_pass()
         return actions
 
     def _recommendations(self, namespace: str) -> dict[tuple[str, str], Recommendation]:
@@ -213,111 +203,21 @@ class Reconciler:
             recreating = any(_disrupted(raw) for _, raw in members)
             for pod, raw in members:
                 decision = self._decide(pod, recommendation, policy)
-                swaps = self._claim_swaps(key, pod, raw, recommendation, decision)
-                migrations = self._migrations(key, pod, raw, swaps)
-                swaps = [s for s in swaps if s.pod_claim not in {m.pod_claim for m in migrations}]
-                plan = self._planned(pod, swaps, migrations)
-                if plan is not None and policy.mode is UpdateMode.IN_PLACE_OR_RECREATE:
-                    decision = self._timed(pod, plan, recommendation)
-                elif plan is not None:
-                    mode = policy.mode.value
-                    decision = Wait(f"{plan.message}: needs a new pod; mode {mode} never recreates")
+                claims = self.claims.plan(
+                    key, pod, raw, recommendation, decision=decision, mode=policy.mode
+                )
+                decision = claims.decision or decision
                 if isinstance(decision, Recreate) and recreating:
                     decision = Wait("another pod of this workload is being recreated")
                 recreating = recreating or isinstance(decision, Recreate)
-                item = Planned(
-                    key, pod, raw, decision, recommendation, policy, tuple(swaps), tuple(migrations)
-                )
+                item = Planned(key, pod, raw, decision, recommendation, policy, claims)
                 planned.append(item)
         self._clean_templates(namespace)
         return planned
 
-    def _claim_swaps(
-        self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], recommendation: Recommendation,
-        decision: Decision,
-    ) -> list[ClaimSwap]:  # fmt: skip
-        if not pod.claim_templates or isinstance(decision, Recreate) or pod.terminating:
-            return []
-        if pod.phase != "Running":
-            return []
-        templates = self.cluster.claim_templates_in(pod.namespace)
-        slices = self.cluster.list_slices()
-        swaps = plan_claim_swaps(raw, recommendation, templates, slices, (key.kind, key.name))
-        return [swap for swap in swaps if swap.grows or self._shrink_sustained(pod, swap)]
-
-    def _shrink_sustained(self, pod: Pod, swap: ClaimSwap) -> bool:
-        """A shrink goes only once the recommendation has allowed it for `gpu_shrink_after`."""
-        key = f"{pod.uid}/shrink/{swap.pod_claim}/{swap.after}"
-        return sustained(self.first_seen, key, self.clock(), self.settings.gpu_shrink_after)
-
-    def _migrations(
-        self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], swaps: list[ClaimSwap]
-    ) -> list[Migration]:
-        """Moves off Unhealthy or tainted devices (on top of a swap of the same claim)."""
-        if not pod.claim_templates or pod.terminating or pod.phase != "Running":
-            return []
-        templates = dict(self.cluster.claim_templates_in(pod.namespace))
-        # A claim that is also being resized moves to a healthy device of the new size.
-        templates.update({swap.old_template: swap.template for swap in swaps})
-        claims = {
-            str(c["metadata"]["name"]): c
-            for c in self.cluster.list_claims()
-            if c["metadata"].get("namespace") == pod.namespace
-        }
-        rules, slices = self.cluster.list_device_taint_rules(), self.cluster.list_slices()
-        return plan_migrations(
-            raw, templates, claims, rules=rules, slices=slices, workload=(key.kind, key.name)
-        )
-
-    def _planned(
-        self, pod: Pod, swaps: list[ClaimSwap], migrations: list[Migration]
-    ) -> PlannedRecreate | None:
-        """One planned recreate for the pod's claim swaps and migrations, if any."""
-        if not swaps and not migrations:
-            return None
-        message = "; ".join([m.describe() for m in migrations] + [s.describe() for s in swaps])
-        if migrations:
-            deadlines = [m.deadline for m in migrations if m.deadline is not None]
-            reason = RecreateReason.GPU_UNHEALTHY.value
-            return PlannedRecreate(reason, message, min(deadlines) if deadlines else None)
-        usage = self.usage.usage(pod.namespace, pod.name)
-        urgent = any(swap.grows for swap in swaps) and any(
-            u.gpu_memory_full for u in usage.values()
-        )
-        return PlannedRecreate(RecreateReason.CLAIM_SWAP.value, message, None, urgent=urgent)
-
-    def _timed(self, pod: Pod, plan: PlannedRecreate, recommendation: Recommendation) -> Decision:
-        """Recreate now, or wait for the quietest forecast moment before the deadline."""
-        migrating = plan.reason == RecreateReason.GPU_UNHEALTHY.value
-        window = self.settings.gpu_health_window if migrating else self.settings.gpu_grow_window
-        moment = when_to_recreate(
-            plan,
-            self.clock(),
-            self.first_seen.since(f"{pod.uid}/plan/{plan.reason}", self.clock()),
-            recommendation.forecast,
-            window=window,
-            lead=self.settings.recreate_lead,
-        )
-        if moment.go:
-            return Recreate(RecreateReason(plan.reason), plan.message)
-        at, latest = _clock_time(moment.at), _clock_time(moment.latest)
-        return Wait(f"{plan.message}: recreate planned at {at}, the quietest forecast moment "
-                    f"before {latest}")  # fmt: skip
-
     def _clean_templates(self, namespace: str) -> None:
-        """Delete the claim templates the updater made that nothing uses any more: not used
-        by a pod, and not the newest of a workload that still exists."""
-        if self.dry_run:
-            return
-        templates = self.cluster.claim_templates_in(namespace).values()
-        gone = {
-            label
-            for label in {managed_workload(t) for t in templates} - {None}
-            if label and not self.cluster.workload_exists(namespace, *label.split(".", 1))
-        }
-        for name in unused_templates(templates, self.cluster.list_pods(namespace), gone):
-            logger.info("deleting unused ResourceClaimTemplate %s/%s", namespace, name)
-            self.cluster.delete_claim_template(namespace, name)
+        if not self.dry_run:
+            self.claims.clean_templates(namespace)
 
     def _decide(self, pod: Pod, recommendation: Recommendation, policy: WorkloadPolicy) -> Decision:
         self._observe_settled(pod)
@@ -388,7 +288,7 @@ class Reconciler:
             if (known := readable(raw)) and not isinstance(known, str)
             and workload_of(known) == item.key
         )  # fmt: skip
-        outcome = self._swap_claims(item)
+        outcome = self.claims.prepare(pod, item.claims.swaps, item.claims.migrations)
         if outcome is None:
             templates = self.cluster.claim_templates(item.key)
             sizing = Sizing(item.recommendation, item.policy, claim_templates=templates)
@@ -396,11 +296,11 @@ class Reconciler:
         action = Action(pod.key, str(item.key), "Recreate", outcome.result.value)
         if outcome.result is RecreateResult.EVICTED:
             self.metrics.recreations.labels(decision.reason.value).inc()
-            self.metrics.claim_swaps.inc(len(item.swaps) + len(item.migrations))
+            self.metrics.claim_swaps.inc(len(item.claims.swaps) + len(item.claims.migrations))
             self.in_flight.evictions[pod.uid] = (item.key, before)
             note = f"recreating ({decision.reason.value}: {decision.message})"
             log.info("%s: %s", pod.name, note)
-            event = "GPUUnhealthyMigration" if item.migrations else "Recreating"
+            event = "GPUUnhealthyMigration" if item.claims.migrations else "Recreating"
             self._tell(_pod_ref(pod), event, note)
             self._tell(_workload_ref(item.key), event, f"{pod.name}: {note}")
         elif outcome.result is RecreateResult.BLOCKED:
@@ -418,30 +318,6 @@ class Reconciler:
             log.warning("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "RecreateDeferred", note, warning=True)
         return action
-
-    def _swap_claims(self, item: Planned) -> RecreateOutcome | None:
-        """Create the new claim templates once the slices can hold them (healthy, untainted
-        devices only); an outcome when not."""
-        changes: list[ClaimSwap | Migration] = [*item.swaps, *item.migrations]
-        if not changes:
-            return None
-        slices, claims = self.cluster.list_slices(), self.cluster.list_claims()
-        tainted = tainted_devices(slices, self.cluster.list_device_taint_rules())
-        for change in changes:
-            excluded = tainted | change.excluded if isinstance(change, Migration) else tainted
-            if not slices_can_hold(change.request, slices, claims, item.pod.uid, excluded):
-                message = f"no healthy device in the ResourceSlices can hold {change.describe()}"
-                return RecreateOutcome(RecreateResult.NO_ROOM, message)
-        existing = self.cluster.claim_templates_in(item.pod.namespace)
-        for change in changes:
-            created = _same_template(existing.values(), change.template)
-            if created is None:
-                made = self.cluster.create_claim_template(item.pod.namespace, change.template)
-                if isinstance(made, Refused):
-                    return RecreateOutcome(RecreateResult.REFUSED, f"new claim template: {made}")
-                created = made
-            logger.info("ResourceClaimTemplate %s for %s", created, change.describe())
-        return None
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -519,20 +395,6 @@ def recommended_total(
         for resource in SIZED:
             total[resource] += requests.get(resource, 0.0)
     return total
-
-
-def _same_template(templates: Any, wanted: Mapping[str, Any]) -> str | None:
-    """A template the updater made earlier with the same labels and spec (a pass that created
-    it and then could not evict): reused rather than made again."""
-    for template in templates:
-        labels = template["metadata"].get("labels") or {}
-        if labels == wanted["metadata"]["labels"] and template.get("spec") == wanted["spec"]:
-            return str(template["metadata"]["name"])
-    return None
-
-
-def _clock_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _terminating(raw: Mapping[str, Any]) -> bool:
