@@ -540,3 +540,47 @@ def test_a_gpu_shrink_waits_for_sustained_low_use_and_unused_managed_templates_g
     eventually(lambda: not _running_pods(api, bridges), timeout=60, what="the pods gone")
     reconciler.run_pass()
     assert sorted(_templates(api, bridges)) == ["look-alike", "mig-2g"]
+
+
+def test_a_gpu_grow_waits_for_the_quiet_moment_unless_the_gpu_memory_is_used_up(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+        bridges, claim_template("mig-1g", mig("1g.10gb"))
+    )
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
+    # The bridge wants 12Gi of GPU memory: its 10Gi slice is used up.
+    deployment["spec"]["template"]["metadata"]["annotations"] = {
+        "sim.bridgescale.dev/profile": "constant",
+        "sim.bridgescale.dev/gpu-memory": "12Gi",
+    }
+    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
+    eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    forecast = {"start": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "stepSeconds": 3600,
+                "cpu": [4.0, 3.0, 0.5, 2.0, 4.0, 4.0]}  # fmt: skip
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", bridges, "resourcerecommendations",
+        "deployment-pointcloud", {"status": {"loadForecast": forecast}},
+    )  # fmt: skip
+
+    # Without usage the grow is not urgent: it waits for the quiet hour, two hours ahead.
+    blind = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+    ((decision, reason),) = _mine(blind.run_pass(), bridges)
+    print(reason)
+    assert decision == "Wait"
+    assert f"recreate planned at {(now + dt.timedelta(hours=2)):%Y-%m-%dT%H:%M:%SZ}" in reason
+
+    # DCGM shows the slice's memory used up: the grow goes at once.
+    usage = ScrapedUsage(f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/metrics")
+    seeing = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry()), usage=usage
+    )
+    eventually(
+        lambda: _mine(seeing.run_pass(), bridges) == [("Recreate", "Evicted")],
+        timeout=60,
+        what="the urgent grow",
+    )
