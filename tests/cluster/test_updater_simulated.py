@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -265,6 +266,21 @@ def _replacement(api: client.ApiClient, namespace: str, old: client.V1Pod) -> cl
     return found[0]
 
 
+def _pointcloud(
+    api: client.ApiClient, namespace: str, template: str, request: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+) -> client.V1Pod:  # fmt: skip
+    """A one-replica GPU bridge on a claim made from a new template; its running pod."""
+    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+        namespace, claim_template(template, request)
+    )
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", template)["spec"])
+    deployment["spec"]["template"]["metadata"]["annotations"] = annotations or {}
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
+    found = eventually(lambda: _running_pods(api, namespace), what="the pointcloud pod running")
+    return found[0]
+
+
 def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
     return str(allocation(api, namespace, pod).device)
 
@@ -272,12 +288,7 @@ def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
 def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
 ) -> None:
-    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
-        bridges, claim_template("mig-1g", mig("1g.10gb"))
-    )
-    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
-    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    old = _pointcloud(api, bridges, "mig-1g", mig("1g.10gb"))
     assert _device(api, bridges, old).startswith("gpu-0-1g-10gb-")
     recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
     reconciler = Reconciler(
@@ -428,10 +439,7 @@ def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_
     request["tolerations"] = [
         {"key": ECC_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 90}
     ]
-    resource.create_namespaced_resource_claim_template(bridges, claim_template("mig-1g", request))
-    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
-    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    old = _pointcloud(api, bridges, "mig-1g", request)
     bad = _device(api, bridges, old)
     recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "10Gi"}, container="c1")
     settings = UpdaterSettings(recreate_lead=dt.timedelta(seconds=30))
@@ -499,16 +507,11 @@ def test_a_gpu_shrink_waits_for_sustained_low_use_and_unused_managed_templates_g
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
 ) -> None:
     resource = client.ResourceV1Api(api)
-    resource.create_namespaced_resource_claim_template(
-        bridges, claim_template("mig-2g", mig("2g.20gb"))
-    )
     # Labelled like the updater's own, but not marked managed: never deleted.
     foreign = claim_template("look-alike", mig("1g.10gb"))
     foreign["metadata"]["labels"] = {"bridgescale.dev/workload": "Deployment.pointcloud"}
     resource.create_namespaced_resource_claim_template(bridges, foreign)
-    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-2g")["spec"])
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
-    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    old = _pointcloud(api, bridges, "mig-2g", mig("2g.20gb"))
     recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "5Gi"}, container="c1")
     low = {"containerName": "c1", "target": {"gpu-memory": "5Gi"},
            "upperBound": {"gpu-memory": "8Gi"}}  # fmt: skip
@@ -545,17 +548,9 @@ def test_a_gpu_shrink_waits_for_sustained_low_use_and_unused_managed_templates_g
 def test_a_gpu_grow_waits_for_the_quiet_moment_unless_the_gpu_memory_is_used_up(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
 ) -> None:
-    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
-        bridges, claim_template("mig-1g", mig("1g.10gb"))
-    )
-    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
     # The bridge wants 12Gi of GPU memory: its 10Gi slice is used up.
-    deployment["spec"]["template"]["metadata"]["annotations"] = {
-        "sim.bridgescale.dev/profile": "constant",
-        "sim.bridgescale.dev/gpu-memory": "12Gi",
-    }
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
-    eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")
+    wants = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/gpu-memory": "12Gi"}
+    _pointcloud(api, bridges, "mig-1g", mig("1g.10gb"), wants)
     recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     forecast = {"start": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "stepSeconds": 3600,
