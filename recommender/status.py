@@ -13,6 +13,8 @@ from bridgescale.quantity import RESOURCES, Resource, format_quantity, round_up
 from bridgescale.recommender.fleet import ModelRecommendation
 
 HORIZON = "1h"  # the model forecasts the coming hour's peak
+# TODO(the models expose their hourly cpu profile): publish `status.loadForecast` (the CRD has
+# it) so the updater recreates at the quietest hour; until then its planned recreates go at once.
 PROVIDED = "RecommendationProvided"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 BOUND_FIELDS = ("target", "lowerBound", "upperBound", "uncappedTarget")

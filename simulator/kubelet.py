@@ -34,7 +34,13 @@ from bridgescale.simulator.admission import (
 )
 from bridgescale.simulator.api import RawApi
 from bridgescale.simulator.nodes import SimulatedNode
-from bridgescale.simulator.pods import PodRecord, ResizeCondition, new_record, pod_status
+from bridgescale.simulator.pods import (
+    HEALTHY,
+    PodRecord,
+    ResizeCondition,
+    new_record,
+    pod_status,
+)
 from bridgescale.simulator.resources import CPU, MEMORY, Body
 from bridgescale.simulator.settings import SimulatorSettings
 from bridgescale.simulator.usage import Usage, container_usage
@@ -61,6 +67,19 @@ class PodEvent:
     body: Body
 
 
+@dataclass(frozen=True)
+class DeviceHealthReport:
+    """A device's health as its driver reports it to the kubelet (pool = node name here)."""
+
+    pool: str
+    device: str
+    health: str
+
+    @property
+    def resource_id(self) -> str:
+        return f"{dra.DRIVER}/{self.pool}/{self.device}"
+
+
 @dataclass(order=True)
 class Timer:
     due: float
@@ -83,7 +102,8 @@ class PodWorker:
         self._clock = clock
         self.pods: dict[str, PodRecord] = {}
         self.lock = threading.Lock()
-        self.events: queue.Queue[PodEvent] = queue.Queue()
+        self.events: queue.Queue[PodEvent | DeviceHealthReport] = queue.Queue()
+        self._device_health: dict[str, str] = {}  # resource id -> health, when not Healthy
         self._timers: list[Timer] = []
         self._sequence = itertools.count()
         self._pending_resizes: list[str] = []
@@ -103,7 +123,9 @@ class PodWorker:
             except queue.Empty:
                 event = None
             try:
-                if event is not None:
+                if isinstance(event, DeviceHealthReport):
+                    self._on_health(event)
+                elif event is not None:
                     self._on_event(event)
                 self._fire_due_timers()
             except Exception:
@@ -128,6 +150,30 @@ class PodWorker:
                 self._actuate(timer.uid)
             elif timer.kind == "start":
                 self._try_start(timer.uid)
+
+    # Device health
+
+    def report_health(self, node: str, device: str, health: str) -> None:
+        """From any thread: a device's new health, applied by the worker thread."""
+        self.events.put(DeviceHealthReport(node, device, health))
+
+    def _on_health(self, report: DeviceHealthReport) -> None:
+        """Record the health and report it in the status of every pod using the device."""
+        if report.health == HEALTHY:
+            self._device_health.pop(report.resource_id, None)
+        else:
+            self._device_health[report.resource_id] = report.health
+        logger.info("device %s is %s", report.resource_id, report.health)
+        for record in list(self.pods.values()):
+            if record.running and any(d.resource_id == report.resource_id for d in record.devices):
+                self._take_health(record)
+                self._write_status(record)
+
+    def _take_health(self, record: PodRecord) -> None:
+        ids = {d.resource_id for d in record.devices}
+        health = {i: h for i, h in self._device_health.items() if i in ids}
+        with self.lock:
+            record.device_health = health
 
     # Pod events
 
@@ -167,6 +213,7 @@ class PodWorker:
             return
         now = self._clock()
         record.devices = devices
+        self._take_health(record)
         record.running = True
         for runtime in record.containers.values():
             runtime.started = now

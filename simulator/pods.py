@@ -22,6 +22,7 @@ from bridgescale.simulator.resources import (
 
 RESIZE_PENDING = "PodResizePending"
 RESIZE_IN_PROGRESS = "PodResizeInProgress"
+HEALTHY = "Healthy"
 
 
 def rfc3339(timestamp: float) -> str:
@@ -85,6 +86,7 @@ class PodRecord:
     pending: ResizeCondition | None = None
     in_progress: ResizeCondition | None = None
     devices: list[AllocatedDevice] = field(default_factory=list)
+    device_health: dict[str, str] = field(default_factory=dict)  # resource id -> not Healthy
     running: bool = False
 
     @property
@@ -260,14 +262,18 @@ def _reported_resources(actual: ContainerResources, allocated: ContainerResource
 
 
 def _device_health(record: PodRecord, container: str) -> list[Body]:
-    """`allocatedResourcesStatus` for the claims the container names: every device Healthy."""
+    """`allocatedResourcesStatus` for the claims the container names: each device Healthy
+    unless a fault was injected for it."""
     spec = next(c for c in _all_containers(record.body["spec"]) if c["name"] == container)
     statuses = []
     for claim in (spec.get("resources") or {}).get("claims") or []:
         request = claim.get("request")
         name = f"claim:{claim['name']}/{request}" if request else f"claim:{claim['name']}"
         devices = [
-            {"resourceID": d.resource_id, "health": "Healthy"}
+            {
+                "resourceID": d.resource_id,
+                "health": record.device_health.get(d.resource_id, HEALTHY),
+            }
             for d in record.devices
             if d.claim == claim["name"] and (not request or d.request == request)
         ]

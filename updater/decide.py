@@ -36,6 +36,7 @@ class RecreateReason(StrEnum):
     IN_PROGRESS_TIMEOUT = "InProgressTimeout"
     CLAIMS_NOT_RESIZABLE = "ClaimsNotResizable"  # kubernetes/kubernetes#138641
     CLAIM_SWAP = "ClaimSwap"
+    GPU_UNHEALTHY = "GPUUnhealthyMigration"  # an Unhealthy or tainted device: a healthy one
 
 
 @dataclass(frozen=True)

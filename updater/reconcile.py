@@ -16,7 +16,6 @@ from bridgescale.logs import ObjectLogger
 from bridgescale.policy import UpdateMode, WorkloadPolicy, policy_from_annotations
 from bridgescale.updater.admission import Sizing, initial_resources
 from bridgescale.updater.apply import (
-    RecreateOutcome,
     RecreateResult,
     ResizeResult,
     apply_resize,
@@ -24,6 +23,7 @@ from bridgescale.updater.apply import (
     recreate,
     restore_saved_pods,
 )
+from bridgescale.updater.claim_plans import ClaimPlan, ClaimPlanner
 from bridgescale.updater.decide import (
     Decision,
     Recreate,
@@ -35,16 +35,10 @@ from bridgescale.updater.decide import (
     decide,
     resize_outcome,
 )
-from bridgescale.updater.gpu import (
-    ClaimSwap,
-    plan_claim_swaps,
-    slices_can_hold,
-    unused_templates,
-)
 from bridgescale.updater.metrics import SETTLED, UpdaterMetrics
 from bridgescale.updater.placement import WorkloadKey, workload_of
 from bridgescale.updater.pods import SIZED, Pod, Sized
-from bridgescale.updater.ports import Cluster, NoUsage, Refused, UsageSource
+from bridgescale.updater.ports import Cluster, NoUsage, UsageSource
 from bridgescale.updater.recommendations import (
     Recommendation,
     RecommendationProblem,
@@ -91,7 +85,7 @@ class Planned:
     decision: Decision
     recommendation: Recommendation
     policy: WorkloadPolicy
-    swaps: tuple[ClaimSwap, ...] = ()
+    claims: ClaimPlan = field(default_factory=ClaimPlan)
 
     @property
     def order(self) -> int:
@@ -149,6 +143,7 @@ class Reconciler:
         )
         self.in_flight = _InFlight()
         self._told: dict[str, str] = {}
+        self.claims = ClaimPlanner(cluster, settings, self.usage, clock)
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -156,6 +151,7 @@ class Reconciler:
         actions: list[Action] = []
         states: dict[str, list[ResizeState]] = {}
         self.usage.refresh()
+        self.claims.begin_pass()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
@@ -165,6 +161,7 @@ class Reconciler:
             planned.sort(key=lambda item: item.order)
             actions += [self._carry_out(item) for item in planned]
         self.metrics.count_unfinished(states)
+        self.claims.end_pass()
         return actions
 
     def _recommendations(self, namespace: str) -> dict[tuple[str, str], Recommendation]:
@@ -209,41 +206,21 @@ class Reconciler:
             recreating = any(_disrupted(raw) for _, raw in members)
             for pod, raw in members:
                 decision = self._decide(pod, recommendation, policy)
-                swaps = self._claim_swaps(key, pod, raw, recommendation, decision)
-                if swaps and policy.mode is UpdateMode.IN_PLACE_OR_RECREATE:
-                    message = "; ".join(swap.describe() for swap in swaps)
-                    decision = Recreate(RecreateReason.CLAIM_SWAP, message)
-                elif swaps:
-                    mode = policy.mode.value
-                    decision = Wait(f"gpu-memory needs a new claim; mode {mode} never recreates")
+                claims = self.claims.plan(
+                    key, pod, raw, recommendation, decision=decision, mode=policy.mode
+                )
+                decision = claims.decision or decision
                 if isinstance(decision, Recreate) and recreating:
                     decision = Wait("another pod of this workload is being recreated")
                 recreating = recreating or isinstance(decision, Recreate)
-                item = Planned(key, pod, raw, decision, recommendation, policy, tuple(swaps))
+                item = Planned(key, pod, raw, decision, recommendation, policy, claims)
                 planned.append(item)
         self._clean_templates(namespace)
         return planned
 
-    def _claim_swaps(
-        self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], recommendation: Recommendation,
-        decision: Decision,
-    ) -> list[ClaimSwap]:  # fmt: skip
-        if not pod.claim_templates or isinstance(decision, Recreate) or pod.terminating:
-            return []
-        if pod.phase != "Running":
-            return []
-        templates = self.cluster.claim_templates_in(pod.namespace)
-        slices = self.cluster.list_slices()
-        return plan_claim_swaps(raw, recommendation, templates, slices, (key.kind, key.name))
-
     def _clean_templates(self, namespace: str) -> None:
-        """Delete the claim templates the updater made that nothing uses any more."""
-        if self.dry_run:
-            return
-        templates = self.cluster.claim_templates_in(namespace).values()
-        for name in unused_templates(templates, self.cluster.list_pods(namespace)):
-            logger.info("deleting unused ResourceClaimTemplate %s/%s", namespace, name)
-            self.cluster.delete_claim_template(namespace, name)
+        if not self.dry_run:
+            self.claims.clean_templates(namespace)
 
     def _decide(self, pod: Pod, recommendation: Recommendation, policy: WorkloadPolicy) -> Decision:
         self._observe_settled(pod)
@@ -314,7 +291,7 @@ class Reconciler:
             if (known := readable(raw)) and not isinstance(known, str)
             and workload_of(known) == item.key
         )  # fmt: skip
-        outcome = self._swap_claims(item)
+        outcome = self.claims.prepare(pod, item.claims.swaps, item.claims.migrations)
         if outcome is None:
             templates = self.cluster.claim_templates(item.key)
             sizing = Sizing(item.recommendation, item.policy, claim_templates=templates)
@@ -322,12 +299,13 @@ class Reconciler:
         action = Action(pod.key, str(item.key), "Recreate", outcome.result.value)
         if outcome.result is RecreateResult.EVICTED:
             self.metrics.recreations.labels(decision.reason.value).inc()
-            self.metrics.claim_swaps.inc(len(item.swaps))
+            self.metrics.claim_swaps.inc(len(item.claims.swaps) + len(item.claims.migrations))
             self.in_flight.evictions[pod.uid] = (item.key, before)
             note = f"recreating ({decision.reason.value}: {decision.message})"
             log.info("%s: %s", pod.name, note)
-            self._tell(_pod_ref(pod), "Recreating", note)
-            self._tell(_workload_ref(item.key), "Recreating", f"{pod.name}: {note}")
+            event = "GPUUnhealthyMigration" if item.claims.migrations else "Recreating"
+            self._tell(_pod_ref(pod), event, note)
+            self._tell(_workload_ref(item.key), event, f"{pod.name}: {note}")
         elif outcome.result is RecreateResult.BLOCKED:
             note = (
                 f"recreate ({decision.reason.value}) blocked by a PodDisruptionBudget: "
@@ -343,24 +321,6 @@ class Reconciler:
             log.warning("%s: %s", pod.name, note)
             self._tell(_pod_ref(pod), "RecreateDeferred", note, warning=True)
         return action
-
-    def _swap_claims(self, item: Planned) -> RecreateOutcome | None:
-        """Create the new claim templates once the slices can hold them; an outcome when not."""
-        # TODO(recommendations carry a forecast of quiet hours): the swap recreates the pod at
-        # once rather than at the quietest forecast moment before a deadline.
-        if not item.swaps:
-            return None
-        slices, claims = self.cluster.list_slices(), self.cluster.list_claims()
-        for swap in item.swaps:
-            if not slices_can_hold(swap.request, slices, claims, item.pod.uid):
-                message = f"no device in the ResourceSlices can hold {swap.describe()}"
-                return RecreateOutcome(RecreateResult.NO_ROOM, message)
-        for swap in item.swaps:
-            created = self.cluster.create_claim_template(item.pod.namespace, swap.template)
-            if isinstance(created, Refused):
-                return RecreateOutcome(RecreateResult.REFUSED, f"new claim template: {created}")
-            logger.info("created ResourceClaimTemplate %s for %s", created, swap.describe())
-        return None
 
     # --- outcomes ---------------------------------------------------------------------------
 

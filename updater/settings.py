@@ -81,6 +81,26 @@ class UpdaterSettings(BaseSettings):
     resync_seconds: float = Field(
         default=30.0, gt=0, description="A full pass at least this often."
     )
+    recreate_lead: dt.timedelta = Field(
+        default=dt.timedelta(minutes=2),
+        description="A planned recreate goes at least this long before its deadline (a "
+        "NoExecute device taint's eviction time), leaving time for the new pod to start.",
+    )
+    gpu_health_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=1),
+        description="A pod on an Unhealthy or NoSchedule-tainted GPU moves within this long "
+        "(at the quietest forecast moment) when no NoExecute taint sets an earlier deadline.",
+    )
+    gpu_grow_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=6),
+        description="A claim swap that grows GPU memory, when not urgent, goes at the quietest "
+        "forecast moment within this long; urgent (GPU memory used up) at once.",
+    )
+    gpu_shrink_after: dt.timedelta = Field(
+        default=dt.timedelta(hours=24),
+        description="A claim swap that shrinks GPU memory waits until the recommendation has "
+        "allowed it continuously for this long.",
+    )
     settle_timeout: dt.timedelta = Field(
         default=dt.timedelta(minutes=2),
         description="How long `--once` waits for the actions it started to settle.",

@@ -40,6 +40,7 @@ class Usage:
     oom_killed_recently: bool = False
     burst_forecast: bool = False
     peak_unknown: bool = False  # the usage history could not say: memory downscales wait
+    gpu_memory_full: bool = False  # a claim's GPU memory used up: a grow cannot wait
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ Key = tuple[str, str, str]  # namespace, pod, container
 PeakWindow = Callable[[str], Mapping[tuple[str, str], float] | None]
 """namespace -> the highest working set per (pod, container) over a window of the usage
 history; None when the history cannot say."""
+GPU_FULL_RATIO = 0.02
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Scrape:
     periods: dict[Key, float] = field(default_factory=dict)
     throttled: dict[Key, float] = field(default_factory=dict)
     oom_killed: set[Key] = field(default_factory=set)
+    gpu_used: dict[Key, float] = field(default_factory=dict)  # MiB, DCGM, summed over GPUs
+    gpu_free: dict[Key, float] = field(default_factory=dict)
 
 
 def parse_scrape(text: str) -> Scrape:
@@ -41,6 +44,7 @@ def parse_scrape(text: str) -> Scrape:
         "container_cpu_cfs_periods": scrape.periods,
         "container_cpu_cfs_throttled_periods": scrape.throttled,
     }
+    gpu = {"DCGM_FI_DEV_FB_USED": scrape.gpu_used, "DCGM_FI_DEV_FB_FREE": scrape.gpu_free}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -49,6 +53,8 @@ def parse_scrape(text: str) -> Scrape:
             oom = labels.get("reason") == "OOMKilled" and sample.value > 0
             if name in targets:
                 targets[name][key] = float(sample.value)
+            elif name in gpu:
+                gpu[name][key] = gpu[name].get(key, 0.0) + float(sample.value)
             elif name == "kube_pod_container_status_last_terminated_reason" and oom:
                 scrape.oom_killed.add(key)
     return scrape
@@ -87,6 +93,11 @@ class ScrapedUsage:
         throttled = self._now.throttled.get(key, 0.0) - self._before.throttled.get(key, 0.0)
         return throttled / periods if periods > 0 and key in self._before.periods else 0.0
 
+    def _gpu_full(self, key: Key) -> bool:
+        """GPU memory used up to what the claim gives (DCGM's free framebuffer at 2 % or less)."""
+        used, free = self._now.gpu_used.get(key), self._now.gpu_free.get(key)
+        return used is not None and free is not None and free <= GPU_FULL_RATIO * (used + free)
+
     def usage(self, namespace: str, pod: str) -> Mapping[str, Usage]:
         found = {}
         for key, working_set in self._now.working_set.items():
@@ -99,6 +110,7 @@ class ScrapedUsage:
                 peak_unknown=unknown,
                 throttled_ratio=self._throttled_ratio(key),
                 oom_killed_recently=key in self._now.oom_killed,
+                gpu_memory_full=self._gpu_full(key),
             )
         return found
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -38,7 +41,14 @@ from tests.cluster.simulation import (
     run_pod,
     wait_resized,
 )
-from tests.cluster.test_dra import allocation, claim_template, gpu_pod, mig
+from tests.cluster.test_dra import (
+    ECC_TAINT,
+    allocation,
+    claim_template,
+    gpu_pod,
+    mig,
+    taint_rule,
+)
 from tests.cluster.updater_support import (
     UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
@@ -302,6 +312,30 @@ def _running_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
     return [p for p in pods if p.metadata.deletion_timestamp is None and is_running(p)]
 
 
+def _replacement(api: client.ApiClient, namespace: str, old: client.V1Pod) -> client.V1Pod:
+    found = eventually(
+        lambda: [p for p in _running_pods(api, namespace) if p.metadata.uid != old.metadata.uid],
+        timeout=90,
+        what="the replacement pod running",
+    )
+    return found[0]
+
+
+def _pointcloud(
+    api: client.ApiClient, namespace: str, template: str, request: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+) -> client.V1Pod:  # fmt: skip
+    """A one-replica GPU bridge on a claim made from a new template; its running pod."""
+    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+        namespace, claim_template(template, request)
+    )
+    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", template)["spec"])
+    deployment["spec"]["template"]["metadata"]["annotations"] = annotations or {}
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
+    found = eventually(lambda: _running_pods(api, namespace), what="the pointcloud pod running")
+    return found[0]
+
+
 def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
     return str(allocation(api, namespace, pod).device)
 
@@ -309,12 +343,7 @@ def _device(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> str:
 def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
     api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
 ) -> None:
-    client.ResourceV1Api(api).create_namespaced_resource_claim_template(
-        bridges, claim_template("mig-1g", mig("1g.10gb"))
-    )
-    deployment = deployment_of("pointcloud", gpu_pod("pointcloud", "mig-1g")["spec"])
-    client.AppsV1Api(api).create_namespaced_deployment(bridges, deployment)
-    old = eventually(lambda: _running_pods(api, bridges), what="the pointcloud pod running")[0]
+    old = _pointcloud(api, bridges, "mig-1g", mig("1g.10gb"))
     assert _device(api, bridges, old).startswith("gpu-0-1g-10gb-")
     recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
     reconciler = Reconciler(
@@ -323,11 +352,7 @@ def test_gpu_memory_above_the_mig_profile_swaps_the_claim_with_one_recreate(
 
     assert _mine(reconciler.run_pass(), bridges) == [("Recreate", "Evicted")]
     assert reconciler.settle(dt.timedelta(seconds=60))
-    new = eventually(
-        lambda: [p for p in _running_pods(api, bridges) if p.metadata.uid != old.metadata.uid],
-        timeout=90,
-        what="the replacement pod running",
-    )[0]
+    new = _replacement(api, bridges, old)
 
     template = new.spec.resource_claims[0].resource_claim_template_name
     print(f"replacement {new.metadata.name} uses template {template}")
@@ -458,3 +483,188 @@ def test_a_limit_the_kubelet_refuses_is_reverted(
 
     pod = wait_resized(api, bridges, "bridge-0", [Expected(guaranteed("router", "500m", "1Gi"))])
     assert pod.status.container_statuses[0].restart_count == 0
+
+
+MIG_NODE = "sim-mig-0"
+
+
+def _report_health(device: str, health: str) -> None:
+    """The simulator's fault control: the device's driver reports this health."""
+    query = urllib.parse.urlencode({"node": MIG_NODE, "device": device, "health": health})
+    url = f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/devices/health?{query}"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10):
+        pass
+
+
+def _health(pod: client.V1Pod) -> list[str]:
+    return [
+        str(resource.health)
+        for status in pod.status.container_statuses or []
+        for entry in status.allocated_resources_status or []
+        for resource in entry.resources or []
+    ]
+
+
+def _load_forecast(api: client.ApiClient, namespace: str, name: str, start: dt.datetime) -> None:
+    """A forecast as the recommender publishes it: 20 s steps, the second one quiet."""
+    forecast = {
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "stepSeconds": 20,
+        "cpu": [3.0, 0.5, 3.0, 3.0, 3.0, 3.0],
+    }
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", namespace, "resourcerecommendations", name,
+        {"status": {"loadForecast": forecast}},
+    )  # fmt: skip
+
+
+def test_an_unhealthy_gpu_leads_to_one_migration_at_the_quiet_moment_before_the_taint_evicts(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    resource, core = client.ResourceV1Api(api), client.CoreV1Api(api)
+    request = mig("1g.10gb")
+    # The bridge tolerates the ECC taint for 90 s: the device taint eviction controller of the
+    # real kube-controller-manager deletes it then, unless it has moved.
+    request["tolerations"] = [
+        {"key": ECC_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 90}
+    ]
+    old = _pointcloud(api, bridges, "mig-1g", request)
+    bad = _device(api, bridges, old)
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "10Gi"}, container="c1")
+    settings = UpdaterSettings(recreate_lead=dt.timedelta(seconds=30))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+    rule = None
+    try:
+        _report_health(bad, "Unhealthy")
+        eventually(
+            lambda: "Unhealthy" in _health(core.read_namespaced_pod(old.metadata.name, bridges)),
+            what="the kubelet to report the device Unhealthy",
+        )
+        rule = resource.create_device_taint_rule(taint_rule(bad, "NoExecute"))
+        tainted_at = rule.spec.taint.time_added
+        assert tainted_at is not None  # set by the API server
+        evicts_at = tainted_at + dt.timedelta(seconds=90)
+        quiet = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=20)
+        _load_forecast(api, bridges, "deployment-pointcloud", quiet - dt.timedelta(seconds=20))
+        print(f"device {bad} Unhealthy, tainted {tainted_at}, taint evicts at {evicts_at}")
+
+        first = _mine(reconciler.run_pass(), bridges)
+        assert first == [("Wait", first[0][1])] and "recreate planned at" in first[0][1]
+        evicted = eventually(
+            lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+            timeout=60,
+            what="the migration at the quiet moment",
+        )
+        migrated_at = dt.datetime.now(dt.UTC)
+        assert evicted and quiet <= migrated_at < evicts_at - dt.timedelta(seconds=30)
+        assert reconciler.settle(dt.timedelta(seconds=60))
+        new = _replacement(api, bridges, old)
+        running_at = dt.datetime.now(dt.UTC)
+        healthy = _device(api, bridges, new)
+        print(f"migrated at {migrated_at}, replacement on {healthy} Running at {running_at}")
+        assert healthy != bad and healthy.startswith("gpu-0-1g-10gb-")
+        assert running_at < evicts_at and _health(new) == ["Healthy"]
+
+        # Past the taint's eviction time: the replacement stays, nothing else was evicted.
+        time.sleep(max(0.0, (evicts_at - dt.datetime.now(dt.UTC)).total_seconds()) + 10)
+        assert [(p.metadata.uid) for p in _running_pods(api, bridges)] == [new.metadata.uid]
+        assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
+        restarted = Reconciler(
+            KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry())
+        )
+        assert _mine(restarted.run_pass(), bridges)[0][0] == "Skip"
+        events = core.list_namespaced_event(bridges).items
+        by_taint = [e for e in events if e.reason == "DeviceTaintManagerEviction"]
+        ours = [e for e in events if e.reason == "GPUUnhealthyMigration"]
+        assert by_taint == [] and len(ours) == 2  # the pod and its Deployment
+        print(ours[0].message)
+        registry = reconciler.metrics.registry
+        migrations = {"reason": "GPUUnhealthyMigration"}
+        assert registry.get_sample_value("bridgescale_updater_recreations_total", migrations) == 1
+    finally:
+        _report_health(bad, "Healthy")
+        if rule is not None:
+            resource.delete_device_taint_rule(rule.metadata.name)
+
+
+def _templates(api: client.ApiClient, namespace: str) -> dict[str, dict[str, str]]:
+    found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(namespace).items
+    return {str(t.metadata.name): t.metadata.labels or {} for t in found}
+
+
+def test_a_gpu_shrink_waits_for_sustained_low_use_and_unused_managed_templates_go(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    resource = client.ResourceV1Api(api)
+    # Labelled like the updater's own, but not marked managed: never deleted.
+    foreign = claim_template("look-alike", mig("1g.10gb"))
+    foreign["metadata"]["labels"] = {"bridgescale.dev/workload": "Deployment.pointcloud"}
+    resource.create_namespaced_resource_claim_template(bridges, foreign)
+    old = _pointcloud(api, bridges, "mig-2g", mig("2g.20gb"))
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "5Gi"}, container="c1")
+    low = {"containerName": "c1", "target": {"gpu-memory": "5Gi"},
+           "upperBound": {"gpu-memory": "8Gi"}}  # fmt: skip
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", bridges, "resourcerecommendations",
+        "deployment-pointcloud", {"status": {"containerRecommendations": [low]}},
+    )  # fmt: skip
+    settings = UpdaterSettings(gpu_shrink_after=dt.timedelta(seconds=20))
+    reconciler = Reconciler(KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()))
+
+    started = time.monotonic()
+    assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"  # low use not sustained yet
+    eventually(
+        lambda: ("Recreate", "Evicted") in _mine(reconciler.run_pass(), bridges),
+        timeout=90,
+        what="the shrink once low use has lasted 20 s",
+    )
+    waited = time.monotonic() - started
+    print(f"shrink after {waited:.1f} s of sustained low use")
+    assert waited >= 20
+    assert reconciler.settle(dt.timedelta(seconds=60))
+    new = _replacement(api, bridges, old)
+    assert _device(api, bridges, new).startswith("gpu-0-1g-10gb-")
+    made = new.spec.resource_claims[0].resource_claim_template_name
+    assert _templates(api, bridges)[made]["bridgescale.dev/managed"] == "true"
+
+    # The workload goes: its managed template goes with it, the others stay.
+    client.AppsV1Api(api).delete_namespaced_deployment("pointcloud", bridges)
+    eventually(lambda: not _running_pods(api, bridges), timeout=60, what="the pods gone")
+    reconciler.run_pass()
+    assert sorted(_templates(api, bridges)) == ["look-alike", "mig-2g"]
+
+
+def test_a_gpu_grow_waits_for_the_quiet_moment_unless_the_gpu_memory_is_used_up(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, webhook: WebhookServer
+) -> None:
+    # The bridge wants 12Gi of GPU memory: its 10Gi slice is used up.
+    wants = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/gpu-memory": "12Gi"}
+    _pointcloud(api, bridges, "mig-1g", mig("1g.10gb"), wants)
+    recommend(api, bridges, "Deployment", "pointcloud", {"gpu-memory": "15Gi"}, container="c1")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    forecast = {"start": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "stepSeconds": 3600,
+                "cpu": [4.0, 3.0, 0.5, 2.0, 4.0, 4.0]}  # fmt: skip
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", bridges, "resourcerecommendations",
+        "deployment-pointcloud", {"status": {"loadForecast": forecast}},
+    )  # fmt: skip
+
+    # Without usage the grow is not urgent: it waits for the quiet hour, two hours ahead.
+    blind = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+    ((decision, reason),) = _mine(blind.run_pass(), bridges)
+    print(reason)
+    assert decision == "Wait"
+    assert f"recreate planned at {(now + dt.timedelta(hours=2)):%Y-%m-%dT%H:%M:%SZ}" in reason
+
+    # DCGM shows the slice's memory used up: the grow goes at once.
+    usage = ScrapedUsage(f"http://127.0.0.1:{SIMULATOR_METRICS_PORT}/metrics")
+    seeing = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry()), usage=usage
+    )
+    eventually(
+        lambda: _mine(seeing.run_pass(), bridges) == [("Recreate", "Evicted")],
+        timeout=60,
+        what="the urgent grow",
+    )
