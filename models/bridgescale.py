@@ -41,6 +41,7 @@ from bridgescale.models.forecast import (
     History,
     daily_max_quantile,
     forecast_all,
+    hourly_profile,
     recent_quantile,
 )
 
@@ -338,3 +339,14 @@ def _next_limit(
     state[f"{resource}_limit"] = limit
     result: FloatArray = limit
     return result
+
+
+def cpu_load_forecast(state: FleetState, now: float, hours: int = 24) -> FloatArray | None:
+    """Expected mean cores per container for each of `hours` hours, the first being the hour
+    that holds `now`: the hour-of-day profile the cpu candidates use (NaN where the history is
+    too short). None for a state without hourly cpu means (another model's)."""
+    if "cpu_means" not in state:
+        return None
+    next_hour = int(np.floor(now / HOUR))
+    means = _fresh_ring(state, "cpu_means", "cpu", next_hour)
+    return hourly_profile(means, next_hour, hours)

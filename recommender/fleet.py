@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from bridgescale.models import checkpoint
 from bridgescale.models.base import HOUR, OomEvents, Reason, Recommender, SampleBatch
 from bridgescale.models.base import REASON_TEXT as MODEL_REASONS
+from bridgescale.models.bridgescale import cpu_load_forecast
 from bridgescale.quantity import MiB, Resource
 
 MODEL_RESOURCE: dict[Resource, str] = {"cpu": "cpu", "memory": "memory", "gpu-memory": "vram"}
@@ -61,6 +62,7 @@ class ModelRecommendation:
     upper_bound: dict[Resource, float] = field(default_factory=dict)
     missing: dict[Resource, str] = field(default_factory=dict)
     confidence: float = 0.0
+    cpu_profile: tuple[float, ...] = ()  # expected mean cores per hour, from the current hour
 
 
 def oom_floor(memory_limit: float) -> float:
@@ -156,7 +158,14 @@ class Fleet:
             self._committed_hour = hour
         else:
             raw = self.model.recommend({k: v.copy() for k, v in self.state.items()}, now)
-        return {key: self._container(raw, row, now) for key, row in self.rows.items()}
+        profiles = cpu_load_forecast(self.state, now)
+        found = {}
+        for key, row in self.rows.items():
+            result = self._container(raw, row, now)
+            if profiles is not None and np.isfinite(profiles[row]).all():
+                result = replace(result, cpu_profile=tuple(float(v) for v in profiles[row]))
+            found[key] = result
+        return found
 
     def _container(self, raw: Mapping[str, Any], row: int, now: float) -> ModelRecommendation:
         result = ModelRecommendation()

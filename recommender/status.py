@@ -13,8 +13,7 @@ from bridgescale.quantity import RESOURCES, Resource, format_quantity, round_up
 from bridgescale.recommender.fleet import ModelRecommendation
 
 HORIZON = "1h"  # the model forecasts the coming hour's peak
-# TODO(the models expose their hourly cpu profile): publish `status.loadForecast` (the CRD has
-# it) so the updater recreates at the quietest hour; until then its planned recreates go at once.
+LOAD_STEP_SECONDS = 3600
 PROVIDED = "RecommendationProvided"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 BOUND_FIELDS = ("target", "lowerBound", "upperBound", "uncappedTarget")
@@ -32,6 +31,7 @@ class ContainerResult:
     uncapped_target: dict[Resource, float] = field(default_factory=dict)
     missing: dict[Resource, str] = field(default_factory=dict)
     confidence: float = 0.0
+    cpu_profile: tuple[float, ...] = ()  # expected mean cores per hour, from the current hour
 
     def bounds(self) -> dict[str, dict[Resource, float]]:
         return {
@@ -52,7 +52,9 @@ def cap(
 ) -> ContainerResult:
     """The model's amounts within the policy: controlled resources only, GPU memory only for
     containers with a claim, each bound clamped to min/max, lower <= target <= upper."""
-    result = ContainerResult(container, model, confidence=found.confidence)
+    result = ContainerResult(
+        container, model, confidence=found.confidence, cpu_profile=found.cpu_profile
+    )
     for resource in RESOURCES:
         if resource not in policy.controlled or (resource == "gpu-memory" and not has_gpu_claim):
             continue
@@ -155,11 +157,30 @@ def recommendation_status(
         message="Prometheus answered",
         now=now,
     )
-    return {
+    status: dict[str, Any] = {
         "containerRecommendations": entries,
         "horizon": HORIZON,
         "lastUpdateTime": _timestamp(now),
         "conditions": [provided, available],
+    }
+    forecast = load_forecast(results, now)
+    if forecast is not None:
+        status["loadForecast"] = forecast
+    return status
+
+
+def load_forecast(results: Sequence[ContainerResult], now: dt.datetime) -> dict[str, Any] | None:
+    """The workload's expected cpu per hour (its containers summed) from the hour holding
+    `now`, for the updater to recreate pods at the quietest one; None unless every container
+    has a profile."""
+    profiles = [r.cpu_profile for r in results]
+    if not profiles or any(not p or len(p) != len(profiles[0]) for p in profiles):
+        return None
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return {
+        "start": _timestamp(hour),
+        "stepSeconds": LOAD_STEP_SECONDS,
+        "cpu": [round(max(sum(step), 0.0), 3) for step in zip(*profiles, strict=True)],
     }
 
 

@@ -110,18 +110,23 @@ def simulator(local_cluster: LocalEnvironment, api: client.ApiClient) -> Iterato
     supervisor.stop(SIMULATOR_PROCESS)
 
 
+def wait_for_default_account(api: client.ApiClient, namespace: str) -> None:
+    """Pods are refused until the controller-manager has made the namespace's default account."""
+    core = client.CoreV1Api(api)
+    selector = "metadata.name=default"
+    for _ in range(600):
+        if core.list_namespaced_service_account(namespace, field_selector=selector).items:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"namespace {namespace} got no default service account")
+
+
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # Pods are refused until the controller-manager has made the namespace's default account.
-    for _ in range(200):
-        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"namespace {name} got no default service account")
+    wait_for_default_account(api, name)
     yield name
     core.delete_namespace(name)

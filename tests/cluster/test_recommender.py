@@ -28,8 +28,9 @@ from bridgescale.localcluster.processes import ProcessSupervisor
 from bridgescale.localcluster.prometheus import MetricFamily, PrometheusServer, SeriesHistory
 from bridgescale.localcluster.settings import find_project_root
 from bridgescale.quantity import parse
+from bridgescale.updater.recommendations import recommendation_from_json
 
-from .conftest import TEST_PORT_BASE
+from .conftest import TEST_PORT_BASE, wait_for_default_account
 
 Json = dict[str, Any]
 ROOT = find_project_root(Path(__file__))
@@ -222,6 +223,8 @@ def bridges(
         )
     )
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    for created in (namespace, other):
+        wait_for_default_account(api, created)
     kube.apply(api, kube.load_manifests(ROOT / "tests/cluster/manifests/vpa-crd.yaml"))
     time.sleep(2)  # the VPA CRD becomes established
     quiet = _deployment("quiet", _container("quiet"))
@@ -327,6 +330,13 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     conditions = {c["type"]: c for c in published["router"]["status"]["conditions"]}
     assert conditions["RecommendationProvided"]["status"] == "True"
     assert conditions["PrometheusUnavailable"]["status"] == "False"
+
+    # The router ran at 0.5 cores all along: so is every hour of its load forecast, which the
+    # updater reads to recreate pods at the quietest hour.
+    forecast = published["router"]["status"]["loadForecast"]
+    assert forecast["stepSeconds"] == 3600 and len(forecast["cpu"]) == 24
+    assert all(abs(cores - 0.5) < 0.05 for cores in forecast["cpu"]), forecast
+    assert recommendation_from_json(published["router"]).forecast is not None
 
     vpa = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "autoscaling.k8s.io", "v1", namespace, "verticalpodautoscalers", "router"
