@@ -9,7 +9,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridgescale.logs import ObjectLogger
@@ -45,7 +45,8 @@ from bridgescale.updater.recommendations import (
     recommendation_from_json,
 )
 from bridgescale.updater.settings import UpdaterSettings
-from bridgescale.updater.sizing import Resize
+from bridgescale.updater.sizing import Resize, Usage
+from bridgescale.updater.timing import burst_ahead
 
 logger = logging.getLogger("bridgescale.updater")
 
@@ -225,6 +226,14 @@ class Reconciler:
     def _decide(self, pod: Pod, recommendation: Recommendation, policy: WorkloadPolicy) -> Decision:
         self._observe_settled(pod)
         usage = self.usage.usage(pod.namespace, pod.name)
+        settings = self.settings
+        if burst_ahead(
+            recommendation.forecast, self.clock(), settings.burst_lookahead, settings.burst_ratio
+        ):
+            usage = {
+                c.name: replace(usage.get(c.name, Usage()), burst_forecast=True)
+                for c in pod.containers
+            }
         return decide(
             pod,
             recommendations=recommendation.containers,

@@ -81,6 +81,12 @@ class UpdaterSettings(BaseSettings):
     resync_seconds: float = Field(
         default=30.0, gt=0, description="A full pass at least this often."
     )
+    burst_lookahead: dt.timedelta = Field(
+        default=dt.timedelta(hours=3),
+        description="Memory is not lowered when the recommendation's load forecast rises "
+        "above `burst_ratio` times the current hour's load within this long.",
+    )
+    burst_ratio: float = Field(default=1.5, gt=1, description="See `burst_lookahead`.")
     recreate_lead: dt.timedelta = Field(
         default=dt.timedelta(minutes=2),
         description="A planned recreate goes at least this long before its deadline (a "

@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+MIN_LOAD = 0.01  # cores: a rise from an idle hour is a burst only above this
+
 
 @dataclass(frozen=True)
 class LoadForecast:
@@ -106,3 +108,16 @@ def sustained(first_seen: FirstSeen, key: str, now: dt.datetime, duration: dt.ti
     """The condition `key`, seen this pass, has held for `duration` (a shrink after sustained
     low use)."""
     return now - first_seen.since(key, now) >= duration
+
+
+def burst_ahead(
+    forecast: LoadForecast | None, now: dt.datetime, lookahead: dt.timedelta, ratio: float
+) -> bool:
+    """Whether the load forecast rises, within `lookahead`, above `ratio` times the load of the
+    step that holds `now` (a burst a memory downscale should not run into)."""
+    slots = forecast.slots() if forecast else []
+    current = [value for start, end, value in slots if start <= now < end]
+    later = [value for start, _, value in slots if now < start <= now + lookahead]
+    if not current or not later:
+        return False
+    return max(later) > ratio * max(current[0], MIN_LOAD)

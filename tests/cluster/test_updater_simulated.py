@@ -244,6 +244,34 @@ def test_memory_downscale_never_sets_a_limit_below_usage(
     assert pod.status.container_statuses[0].restart_count == 0
 
 
+def _hourly_forecast(api: client.ApiClient, namespace: str, name: str, cpu: list[float]) -> None:
+    start = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    forecast = {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "stepSeconds": 3600, "cpu": cpu}
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "bridgescale.dev", "v1alpha1", namespace, "resourcerecommendations", name,
+        {"status": {"loadForecast": forecast}},
+    )  # fmt: skip
+
+
+def test_no_memory_downscale_into_a_forecast_burst(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    usage = _bridge_using_300mi(api, bridges, recommended_memory="128Mi")
+    _hourly_forecast(api, bridges, "pod-bridge-0", [0.5, 0.5, 2.0, 0.5])
+    settings = UpdaterSettings(cool_down=dt.timedelta(0))
+    reconciler = Reconciler(
+        KubeCluster(as_updater), settings, UpdaterMetrics(CollectorRegistry()), usage=usage
+    )
+
+    assert ("Resize", "Accepted") not in _mine(reconciler.run_pass(), bridges)
+    assert _memory_limit(api, bridges) == 1024 * MiB
+
+    _hourly_forecast(api, bridges, "pod-bridge-0", [0.5, 0.5, 0.6, 0.5])  # the burst is gone
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+    assert reconciler.settle(dt.timedelta(seconds=30))
+    assert _memory_limit(api, bridges) == 768 * MiB
+
+
 @pytest.fixture
 def peak_history(
     bridges: str, tmp_path: Path

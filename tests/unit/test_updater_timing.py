@@ -9,6 +9,7 @@ from bridgescale.updater.timing import (
     FirstSeen,
     LoadForecast,
     PlannedRecreate,
+    burst_ahead,
     quiet_moment,
     sustained,
     when_to_recreate,
@@ -70,3 +71,15 @@ def test_a_shrink_waits_for_sustained_low_use_and_a_gap_starts_again() -> None:
         held = wanted and sustained(seen, "pod/shrink/gpu", now, day)
         seen.end_pass()
         assert held is expected, hours
+
+
+def test_a_burst_is_a_rise_above_the_ratio_within_the_lookahead() -> None:
+    three_hours = dt.timedelta(hours=3)
+    # At 02:30 (1.0 cores) the morning rise to 2.0 at 04:00 is within three hours.
+    assert burst_ahead(EVENING, T0 + 8.5 * HOUR, three_hours, 1.5)
+    # At 18:30 the load only falls; at 04:30 the rise to 4.0 at 05:00 is only x2 of 2.0.
+    assert not burst_ahead(EVENING, T0 + 0.5 * HOUR, three_hours, 1.5)
+    assert not burst_ahead(EVENING, T0 + 10.5 * HOUR, three_hours, 2.5)
+    # Past the forecast's end, or without one, nothing is known: no burst.
+    assert not burst_ahead(EVENING, T0 + 30 * HOUR, three_hours, 1.5)
+    assert not burst_ahead(None, T0, three_hours, 1.5)
