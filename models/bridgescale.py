@@ -18,7 +18,7 @@ candidate's decayed cost, the candidate in use, and the limit in force. A cycle:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -101,6 +101,17 @@ DEFAULT_TUNING = {
     ),
     "memory": MEMORY_TUNING,
     "vram": MEMORY_TUNING,
+}
+
+# Memory of a pod envelope (the summed usage of a router and a sidecar): a coincidence of the
+# containers' peaks is rare, so the sum's next peak is seen late. The envelope keeps each
+# container's absolute headroom and a higher quantile of the daily maxima; on the synthetic
+# shared-budget fleet (seeds 1 to 3) this is where its OOM-days fall to per-container sizing's
+# (docs/backtest-results.md).
+# TODO(pods of more than two containers): scale the headroom by the pod's container count.
+ENVELOPE_TUNING = {
+    **DEFAULT_TUNING,
+    "memory": replace(MEMORY_TUNING, absolute_headroom=8e8, daily_max_quantile=0.85),
 }
 
 
