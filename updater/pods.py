@@ -17,6 +17,9 @@ from typing import Any, Literal, TypeVar
 from bridgescale.quantity import QuantityError, Resource, parse
 
 Sized = Literal["cpu", "memory"]  # the two resources a resize can change
+# The envelope's name where containers are named: pod-level resources (`spec.resources`) belong
+# to no container, and recommendations and metrics name them with the empty container name.
+POD = ""
 SIZED: tuple[Sized, ...] = ("cpu", "memory")
 Amounts = Mapping[Sized, float]
 R = TypeVar("R", bound=Resource)
@@ -75,6 +78,8 @@ class Pod:
     last_resize: dt.datetime | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    envelope: Container | None = None  # pod-level resources, named POD, if the spec sets them
+    applied_envelope: Container | None = None  # status.resources at pod level
 
     @property
     def key(self) -> str:
@@ -173,6 +178,12 @@ def _claim_templates(spec: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _envelope(resources: Mapping[str, Any] | None, where: str) -> Container | None:
+    """Pod-level requests and limits, if any cpu or memory is set there."""
+    found = _container({"name": POD, "resources": resources or {}}, where)
+    return found if found.requests or found.limits else None
+
+
 def pod_from_json(raw: Mapping[str, Any]) -> Pod:
     """The updater's view of a pod as the API server serves it; raises PodProblem."""
     metadata, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
@@ -202,6 +213,8 @@ def pod_from_json(raw: Mapping[str, Any]) -> Pod:
         last_resize=_last_resize(metadata),
         annotations=dict(metadata.get("annotations") or {}),
         labels=dict(metadata.get("labels") or {}),
+        envelope=_envelope(spec.get("resources"), "spec"),
+        applied_envelope=_envelope(status.get("resources"), "status"),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.quantity import RESOURCES, Resource
-from bridgescale.updater.pods import read_amounts
+from bridgescale.updater.pods import POD, read_amounts
 
 
 class RecommendationProblem(ValueError):
@@ -28,7 +28,7 @@ class Recommendation:
     name: str
     target_kind: str
     target_name: str
-    containers: Mapping[str, ContainerRecommendation]
+    containers: Mapping[str, ContainerRecommendation]  # the envelope's under POD
 
 
 def _amounts(raw: Mapping[str, Any] | None, where: str) -> dict[Resource, float]:
@@ -51,6 +51,15 @@ def recommendation_from_json(raw: Mapping[str, Any]) -> Recommendation:
             target=_amounts(item.get("target"), f"{where}.target"),
             lower_bound=_amounts(item.get("lowerBound"), f"{where}.lowerBound"),
             upper_bound=_amounts(item.get("upperBound"), f"{where}.upperBound"),
+        )
+    envelope = status.get("podRecommendation")
+    if envelope:
+        where = "status.podRecommendation"
+        containers[POD] = ContainerRecommendation(
+            container=POD,
+            target=_amounts(envelope.get("target"), f"{where}.target"),
+            lower_bound=_amounts(envelope.get("lowerBound"), f"{where}.lowerBound"),
+            upper_bound=_amounts(envelope.get("upperBound"), f"{where}.upperBound"),
         )
     return Recommendation(
         namespace=str(metadata["namespace"]),
