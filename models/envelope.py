@@ -27,6 +27,7 @@ from bridgescale.models.base import DAY, FloatArray, IntArray, Recommender
 from bridgescale.models.bridgescale import ENVELOPE_TUNING, BridgescaleRecommender
 
 POD_SEPARATOR = "/"
+POD_LEVEL_RESOURCES = ("cpu", "memory")  # what `spec.resources` of a pod may set
 ENVELOPE_METRICS = (
     "pods",
     "per_container_footprint",
@@ -84,10 +85,11 @@ def pod_trace(trace: UsageTrace) -> PodTrace:
 def compare(
     trace: UsageTrace, container_limits: Limits, pods: PodTrace, envelope_limits: Limits
 ) -> dict[str, dict[str, float]]:
-    """Per resource, the metrics of `ENVELOPE_METRICS` over the multi-container pods."""
+    """Per resource a pod can size as a whole (cpu, memory; GPU memory is a claim's), the
+    metrics of `ENVELOPE_METRICS` over the multi-container pods."""
     shared = pods.containers >= 2
     result = {}
-    for resource in trace.resources:
+    for resource in [r for r in trace.resources if r in POD_LEVEL_RESOURCES]:
         per_container = _per_container_frame(trace, container_limits, pods.pod_of, resource)
         envelope = _after_warm_up(
             _frame(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridgescale.policy import UpdateMode, WorkloadPolicy
-from bridgescale.updater.pods import POD, SIZED, Container, Pod, Sized
+from bridgescale.quantity import POD
+from bridgescale.updater.pods import SIZED, Container, Pod, Sized
 from bridgescale.updater.recommendations import ContainerRecommendation
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import ContainerChange, Resize, Usage, plan_resize

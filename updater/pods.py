@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from bridgescale.quantity import QuantityError, Resource, parse
+from bridgescale.quantity import POD, QuantityError, Resource, parse
 
 Sized = Literal["cpu", "memory"]  # the two resources a resize can change
-# The envelope's name where containers are named: pod-level resources (`spec.resources`) belong
-# to no container, and recommendations and metrics name them with the empty container name.
-POD = ""
+
 SIZED: tuple[Sized, ...] = ("cpu", "memory")
 Amounts = Mapping[Sized, float]
 R = TypeVar("R", bound=Resource)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridgescale.quantity import RESOURCES, Resource
-from bridgescale.updater.pods import POD, read_amounts
+from bridgescale.quantity import POD, RESOURCES, Resource
+from bridgescale.updater.pods import read_amounts
 
 
 class RecommendationProblem(ValueError):

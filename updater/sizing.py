@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import MiB, format_quantity, round_up
-from bridgescale.updater.pods import POD, SIZED, Amounts, Container, Pod, QoSClass, Sized
+from bridgescale.quantity import POD, MiB, format_quantity, round_up
+from bridgescale.updater.pods import SIZED, Amounts, Container, Pod, QoSClass, Sized
 from bridgescale.updater.recommendations import ContainerRecommendation
 from bridgescale.updater.settings import UpdaterSettings
 

@@ -8,7 +8,14 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridgescale.history import clean_points, escape_label_value, parse_matrix, usage_queries
+from bridgescale.history import (
+    clean_points,
+    escape_label_value,
+    parse_matrix,
+    pod_level_queries,
+    usage_queries,
+)
+from bridgescale.quantity import POD
 
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -53,3 +60,13 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_pod_level_series_are_named_pod_and_sum_before_the_peak() -> None:
+    answer = [{"metric": {"namespace": "ns", "pod": "bridge-0"}, "values": [[60, "2"], [120, "3"]]}]
+    (series,) = parse_matrix(answer, "memory", pod_level=True)
+    assert (series.pod, series.container, series.values) == ("bridge-0", POD, (2.0, 3.0))
+    assert parse_matrix(answer, "memory") == []  # a container query's answer needs its label
+    memory = pod_level_queries("ns", 60)["memory"]
+    assert memory.startswith("max by (namespace, pod) (max_over_time((sum by (namespace, pod)")
+    assert memory.endswith("[60s:]))")

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import GiB, MiB
+from bridgescale.quantity import POD, GiB, MiB
 from bridgescale.updater.decide import applied_matches
-from bridgescale.updater.pods import POD, pod_from_json
+from bridgescale.updater.pods import pod_from_json
 from bridgescale.updater.recommendations import recommendation_from_json
 from bridgescale.updater.settings import UpdaterSettings
 from bridgescale.updater.sizing import Usage, plan_resize
