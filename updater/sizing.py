@@ -312,17 +312,29 @@ def _plan_envelope(
     )
     if change is None:
         return None
-    # The API server refuses pod-level requests below the containers' requests together.
     sized = {c.container: c.requests for c in changes}
-    requests = dict(change.requests)
-    for resource in SIZED:
-        floor = sum(sized.get(c.name, c.requests).get(resource, 0.0) for c in pod.containers)
-        if resource in requests and requests[resource] < floor:
-            requests[resource] = floor
-    limits = {r: max(v, requests.get(r, 0.0)) for r, v in change.limits.items()}
-    if pod.qos_class is QoSClass.GUARANTEED:
-        requests = {r: limits.get(r, v) for r, v in requests.items()}
+    requests, limits = fit_envelope(
+        change.requests,
+        change.limits,
+        [sized.get(c.name, c.requests) for c in pod.containers],
+        pod.qos_class,
+    )
     return ContainerChange(POD, requests, limits, pod.envelope, change.reasons)
+
+
+def fit_envelope(
+    requests: Amounts, limits: Amounts, containers: list[Amounts], qos: QoSClass
+) -> tuple[dict[Sized, float], dict[Sized, float]]:
+    """Pod-level requests no lower than the containers' requests together (the API server
+    refuses less), limits no lower than the requests, a Guaranteed envelope kept so."""
+    floored = {
+        r: max(v, sum(container.get(r, 0.0) for container in containers))
+        for r, v in requests.items()
+    }
+    raised = {r: max(v, floored.get(r, 0.0)) for r, v in limits.items()}
+    if qos is QoSClass.GUARANTEED:
+        floored = {r: raised.get(r, v) for r, v in floored.items()}
+    return floored, raised
 
 
 def pod_usage(containers: list[Usage]) -> Usage:

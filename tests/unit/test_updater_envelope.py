@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bridgescale.policy import WorkloadPolicy
 from bridgescale.quantity import POD, GiB, MiB
+from bridgescale.updater.admission import Sizing, mutate
 from bridgescale.updater.decide import applied_matches
 from bridgescale.updater.pods import pod_from_json
 from bridgescale.updater.recommendations import recommendation_from_json
@@ -119,3 +120,21 @@ def test_a_burstable_envelope_keeps_its_class_and_the_containers_requests(
     assert all(requests[r] <= limits[r] for r in requests)
     assert any(requests[r] < limits[r] for r in requests)  # still Burstable
     assert not resize.changes  # the router's requests stay; telemetry sets none
+
+
+def test_the_webhook_sizes_a_new_pods_envelope_and_leaves_bare_containers_alone() -> None:
+    pod = bridge_pod(BURSTABLE, "Burstable")
+    wanted = recommendation_from_json(recommendation({"cpu": "3", "memory": "6Gi"}))
+
+    operations = mutate(pod, Sizing(wanted))
+
+    assert operations == [
+        {
+            "op": "replace",
+            "path": "/spec/resources",
+            "value": {
+                "requests": {"cpu": "1500m", "memory": "3Gi"},
+                "limits": {"cpu": "3", "memory": "6Gi"},
+            },
+        }
+    ]
