@@ -126,6 +126,8 @@ def pod_level_queries(namespace: str, step_seconds: int) -> dict[UsageResource, 
     """The summed usage of each pod's containers, one point per pod per step, for pods with
     pod-level resources: cpu the mean cores of the step; memory the peak of the sum within the
     step (a subquery at the evaluation interval), not the sum of each container's peak."""
+    # TODO(the simulator exports the pod cgroup's series): read cAdvisor's pod-level series
+    # (container="") where they exist; they count what no container is charged for.
     window = f"[{step_seconds}s]"
     selector = _selector(namespace)
     summed = f"sum {POD_BY} (container_memory_working_set_bytes{selector})"

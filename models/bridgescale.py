@@ -108,6 +108,8 @@ DEFAULT_TUNING = {
 # the pod. The envelope keeps the same rule with a relative margin of 8 % over the daily
 # maxima instead of 2 %: on the synthetic shared-budget fleet (seeds 1 to 3; seed 4 held out)
 # its OOM-days are then no more than per-container sizing's (docs/backtest-results.md).
+# TODO(real traces of shared-budget pods, or pods of more than two containers): check the margin
+# on them; it was chosen on synthetic router + sidecar pairs only.
 ENVELOPE_TUNING = {**DEFAULT_TUNING, "memory": replace(MEMORY_TUNING, daily_max_margin=1.08)}
 
 
