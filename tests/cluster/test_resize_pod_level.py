@@ -172,3 +172,43 @@ def test_a_removed_envelope_request_comes_back_as_the_containers_sum(
     resized = core.patch_namespaced_pod_resize("bridge", namespace, patch)
 
     assert same_quantities(resized.spec.resources.requests, {"cpu": "500m", "memory": "256Mi"})
+
+
+def test_an_envelope_beyond_the_node_is_refused_by_the_api_server(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    """PodResizeValidator counts the pod's requests with the envelope (plugin/pkg/admission/
+    podresize), so the kubelet never sees an envelope larger than the node."""
+    core = client.CoreV1Api(api)
+    run_pod(
+        api, namespace, pod_manifest("bridge", BRIDGE, node="sim-0", resources=envelope("1", "1Gi"))
+    )
+
+    with pytest.raises(ApiException) as refused:
+        core.patch_namespaced_pod_resize(
+            "bridge", namespace, envelope_patch(envelope("100", "1Gi"))
+        )
+
+    assert refused.value.status == 403, refused.value.body
+    assert "node didn't have enough allocatable resources: cpu, requested: 100000" in str(
+        refused.value.body
+    )
+
+
+def test_the_scheduler_counts_the_envelope_not_the_containers(
+    api: client.ApiClient, simulator: list[str], namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    node = "sim-3"
+    _, free = available(api, node, CPU, namespace)
+    too_big = envelope(f"{free + 100}m", "512Mi")  # the containers ask for 200m only
+    core.create_namespaced_pod(
+        namespace, pod_manifest("bridge", BRIDGE, node=node, resources=too_big)
+    )
+
+    unschedulable = eventually(
+        lambda: condition(core.read_namespaced_pod("bridge", namespace), "PodScheduled"),
+        what="the scheduler's verdict",
+    )
+    assert (unschedulable.status, unschedulable.reason) == ("False", "Unschedulable")
+    assert "Insufficient cpu" in (unschedulable.message or "")
