@@ -23,6 +23,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridgescale.quantity import POD
+
 UsageResource = Literal["cpu", "memory", "gpu-memory"]
 MIB = 1024**2
 
@@ -117,6 +119,24 @@ def usage_queries(namespace: str, step_seconds: int) -> dict[UsageResource, str]
     }
 
 
+POD_BY = "by (namespace, pod)"
+
+
+def pod_level_queries(namespace: str, step_seconds: int) -> dict[UsageResource, str]:
+    """The summed usage of each pod's containers, one point per pod per step, for pods with
+    pod-level resources: cpu the mean cores of the step; memory the peak of the sum within the
+    step (a subquery at the evaluation interval), not the sum of each container's peak."""
+    # TODO(the simulator exports the pod cgroup's series): read cAdvisor's pod-level series
+    # (container="") where they exist; they count what no container is charged for.
+    window = f"[{step_seconds}s]"
+    selector = _selector(namespace)
+    summed = f"sum {POD_BY} (container_memory_working_set_bytes{selector})"
+    return {
+        "cpu": f"sum {POD_BY} (rate(container_cpu_usage_seconds_total{selector}{window}))",
+        "memory": f"max {POD_BY} (max_over_time(({summed})[{step_seconds}s:]))",
+    }
+
+
 def oom_query(namespace: str, step_seconds: int) -> str:
     """1 for each step in which a container was OOM-killed, per cAdvisor or kube-state-metrics.
 
@@ -165,8 +185,11 @@ def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple
     return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
 
 
-def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
-    """Series of a range query's `result`; malformed entries and empty series are left out."""
+def parse_matrix(
+    result: Any, resource: UsageResource, pod_level: bool = False
+) -> list[ContainerSeries]:
+    """Series of a range query's `result`; malformed entries and empty series are left out.
+    Series of `pod_level` queries carry no container label: they are named POD."""
     series = []
     for entry in result if isinstance(result, list) else []:
         if not isinstance(entry, Mapping):
@@ -174,7 +197,7 @@ def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
         labels, values = entry.get("metric"), entry.get("values")
         if not isinstance(labels, Mapping) or not isinstance(values, list):
             continue
-        pod, container = labels.get("pod"), labels.get("container")
+        pod, container = labels.get("pod"), POD if pod_level else labels.get("container")
         if not isinstance(pod, str) or not isinstance(container, str):
             continue
         times, points = clean_points(values)
@@ -306,10 +329,11 @@ class History:
         raise PrometheusUnavailable(f"{self.settings.url} does not answer")
 
     def namespace_usage(
-        self, namespace: str, start: float, end: float, step_seconds: int
+        self, namespace: str, start: float, end: float, step_seconds: int, pod_level: bool = False
     ) -> NamespaceUsage:
         """Usage of the namespace's containers, one point per step, for steps ending in
-        (start, end]: the caller passes the previous `end` as the next `start`."""
+        (start, end]: the caller passes the previous `end` as the next `start`. With
+        `pod_level`, also each pod's summed usage, as series of the container POD."""
         prometheus = self._connect()
         first = start + step_seconds  # each point covers the step before it
         usage = NamespaceUsage(namespace, start, end)
@@ -319,6 +343,10 @@ class History:
         for resource, query in usage_queries(namespace, step_seconds).items():
             result = self._query_range(prometheus, query, first, end, step_seconds)
             usage.series.extend(parse_matrix(result, resource))
+        queries = pod_level_queries(namespace, step_seconds) if pod_level else {}
+        for resource, query in queries.items():
+            result = self._query_range(prometheus, query, first, end, step_seconds)
+            usage.series.extend(parse_matrix(result, resource, pod_level=True))
         result = self._query_range(
             prometheus, oom_query(namespace, step_seconds), first, end, step_seconds
         )

@@ -14,6 +14,9 @@ from typing import Literal, get_args
 from kubernetes.utils import parse_quantity
 
 Resource = Literal["cpu", "memory", "gpu-memory"]
+# The container name that stands for a whole pod's envelope (pod-level `spec.resources`) in
+# recommendations, checkpoints and metrics, as cAdvisor names a pod's own cgroup.
+POD = ""
 RESOURCES: tuple[Resource, ...] = get_args(Resource)
 MiB = 1024**2
 GiB = 1024**3

@@ -18,7 +18,7 @@ candidate's decayed cost, the candidate in use, and the limit in force. A cycle:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -103,6 +103,15 @@ DEFAULT_TUNING = {
     "memory": MEMORY_TUNING,
     "vram": MEMORY_TUNING,
 }
+
+# Memory of a pod envelope (the summed usage of a router and a sidecar): a coincidence of the
+# containers' peaks is rare, so the sum's next peak is seen late, and by more bytes the larger
+# the pod. The envelope keeps the same rule with a relative margin of 8 % over the daily
+# maxima instead of 2 %: on the synthetic shared-budget fleet (seeds 1 to 3; seed 4 held out)
+# its OOM-days are then no more than per-container sizing's (docs/backtest-results.md).
+# TODO(real traces of shared-budget pods, or pods of more than two containers): check the margin
+# on them; it was chosen on synthetic router + sidecar pairs only.
+ENVELOPE_TUNING = {**DEFAULT_TUNING, "memory": replace(MEMORY_TUNING, daily_max_margin=1.08)}
 
 
 @dataclass(frozen=True)

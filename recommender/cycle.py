@@ -3,6 +3,10 @@
 A cycle reads every opted-in namespace first and folds its new usage into the model, then asks
 the model once, then publishes per namespace. A namespace whose history cannot be read keeps
 its published recommendations and gets a `PrometheusUnavailable` condition; the others go on.
+
+A workload whose pods set pod-level resources also gets an envelope: the summed usage of each
+pod's containers is a series of the container POD, sized by the model's envelope variant in a
+fleet of its own; containers without resources of their own then get no recommendation.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from bridgescale.kube import workloads as kube_workloads
 from bridgescale.kube.workloads import ApiClient, Workload
 from bridgescale.logs import ObjectLogger
 from bridgescale.models import registry
+from bridgescale.models.envelope import envelope_recommender
 from bridgescale.policy import PolicyProblem
-from bridgescale.quantity import QuantityError, parse
+from bridgescale.quantity import POD, QuantityError, parse
 from bridgescale.recommender.discovery import PodOwners
 from bridgescale.recommender.fleet import (
     ContainerKey,
@@ -95,6 +100,7 @@ class Engine:
         self.clock = clock
         self.read_only = read_only  # a report: log policy problems, record no Events
         self.fleet = Fleet(registry.create(settings.model))
+        self.envelopes = Fleet(envelope_recommender(settings.model))
         self.cursor: dict[str, float] = {}  # namespace: history read up to here
         self._restored: set[str] = set()
         self._reported: set[tuple[str, str]] = set()  # (uid, problem) already sent as Events
@@ -124,8 +130,9 @@ class Engine:
         end = math.floor(now / step) * step
         earliest = end - self.settings.initial_history_hours * 3600
         start = max(self.cursor.get(namespace, earliest), earliest)
+        pod_level = any(w.envelope is not None for w in workloads)
         try:
-            read.usage = self.history.namespace_usage(namespace, start, end, step)
+            read.usage = self.history.namespace_usage(namespace, start, end, step, pod_level)
         except PrometheusUnavailable as error:
             self.metrics.errors.labels("prometheus").inc()
             logger.warning("history of namespace %s not read: %s", namespace, error)
@@ -145,7 +152,7 @@ class Engine:
                 continue
             for container in saved.containers:
                 try:
-                    self.fleet.restore(
+                    self.fleet_of(container.container).restore(
                         container_key(workload, container.container),
                         container.state,
                         history_end=container.history_end,
@@ -177,7 +184,7 @@ class Engine:
                 ),
                 None,
             )
-            for container in workload.containers:
+            for container in workload.sized():
                 policy, problems = container_policy(container.name, workload.annotations, vpa)
                 read.policies[container_key(workload, container.name)] = policy
                 self._report(workload, problems)
@@ -205,7 +212,7 @@ class Engine:
         usage, kills, peaks = [], [], {}
         for series in read.usage.series:
             workload = owners.workload_of(series.pod)
-            if workload is None or series.container not in {c.name for c in workload.containers}:
+            if workload is None or series.container not in {c.name for c in workload.sized()}:
                 continue
             key = container_key(workload, series.container)
             usage.append(Usage(key, series.resource, series.times, series.values))
@@ -228,15 +235,28 @@ class Engine:
                 limit,
             )
             kills.append(OomKill(container_key(workload, kill.container), kill.time, limit))
-        points = self.fleet.observe(usage, kills, end)
-        self.fleet.advance(read.policies, end)
+            envelope_limit = _memory_limit(workload, POD)
+            if envelope_limit:  # the pod cgroup's limit may have been what killed it
+                kills.append(OomKill(container_key(workload, POD), kill.time, envelope_limit))
+        points = 0
+        for fleet, pod_level in ((self.fleet, False), (self.envelopes, True)):
+            points += fleet.observe(
+                [u for u in usage if (u.key.container == POD) == pod_level],
+                [k for k in kills if (k.key.container == POD) == pod_level],
+                end,
+            )
+            fleet.advance([k for k in read.policies if (k.container == POD) == pod_level], end)
         self.metrics.series_read.inc(len(read.usage.series))
         self.metrics.points_read.inc(points)
 
     # Recommending ------------------------------------------------------------------------
 
+    def fleet_of(self, container: str) -> Fleet:
+        """The fleet that sizes `container`: the envelopes' for POD."""
+        return self.envelopes if container == POD else self.fleet
+
     def recommend(self, reads: list[NamespaceRead], now: float) -> dict[str, list[WorkloadResult]]:
-        found = self.fleet.recommend(now)
+        found = {**self.fleet.recommend(now), **self.envelopes.recommend(now)}
         results: dict[str, list[WorkloadResult]] = {}
         for read in reads:
             results[read.namespace] = [
@@ -251,7 +271,7 @@ class Engine:
         found: dict[ContainerKey, ModelRecommendation],
     ) -> WorkloadResult:
         containers = []
-        for container in workload.containers:
+        for container in workload.sized():
             key = container_key(workload, container.name)
             policy = read.policies.get(key)
             model_result = found.get(key)
@@ -301,18 +321,19 @@ class Engine:
 
     def _save_checkpoint(self, workload: Workload) -> None:
         containers = []
-        for container in workload.containers:
+        for container in workload.sized():
             key = container_key(workload, container.name)
-            if key not in self.fleet.rows:
+            fleet = self.fleet_of(container.name)
+            if key not in fleet.rows:
                 continue
-            row = self.fleet.rows[key]
+            row = fleet.rows[key]
             containers.append(
                 kube_checkpoints.ContainerCheckpoint(
                     container=container.name,
-                    history_end=float(self.fleet.history_end[row]),
-                    state=self.fleet.save(key),
-                    oom_floor=float(self.fleet.oom_floor[row]),
-                    oom_time=float(self.fleet.oom_time[row]),
+                    history_end=float(fleet.history_end[row]),
+                    state=fleet.save(key),
+                    oom_floor=float(fleet.oom_floor[row]),
+                    oom_time=float(fleet.oom_time[row]),
                 )
             )
         if not containers:
@@ -330,7 +351,7 @@ class Engine:
 
 
 def _memory_limit(workload: Workload, container: str) -> float | None:
-    for spec in workload.containers:
+    for spec in workload.sized():
         if spec.name == container and "memory" in spec.limits:
             try:
                 return parse(spec.limits["memory"], "memory")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import RESOURCES, Resource, format_quantity, round_up
+from bridgescale.quantity import POD, RESOURCES, Resource, format_quantity, round_up
 from bridgescale.recommender.fleet import ModelRecommendation
 
 HORIZON = "1h"  # the model forecasts the coming hour's peak
@@ -127,11 +127,14 @@ def recommendation_status(
     previous: Mapping[str, Any],
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """A ResourceRecommendation status from fresh results, Prometheus having answered."""
+    """A ResourceRecommendation status from fresh results, Prometheus having answered; the
+    envelope (the result of POD) as `podRecommendation`."""
     entries = [e for e in (_container_entry(r) for r in results) if e is not None]
+    envelope = next((e for e in entries if e["containerName"] == POD), None)
+    entries = [e for e in entries if e is not envelope]
     conditions = list(previous.get("conditions") or [])
     missing = _missing_message(results)
-    if entries:
+    if entries or envelope is not None:
         provided = condition(
             conditions,
             PROVIDED,
@@ -166,14 +169,18 @@ def recommendation_status(
     forecast = load_forecast(results, now)
     if forecast is not None:
         status["loadForecast"] = forecast
+    if envelope is not None:
+        del envelope["containerName"]
+    status["podRecommendation"] = envelope  # null removes a stale one from the merge patch
     return status
 
 
 def load_forecast(results: Sequence[ContainerResult], now: dt.datetime) -> dict[str, Any] | None:
-    """The workload's expected cpu per hour (its containers summed) from the hour holding
-    `now`, for the updater to recreate pods at the quietest one; None unless every container
-    has a profile."""
-    profiles = [r.cpu_profile for r in results]
+    """The workload's expected cpu per hour from the hour holding `now`, for the updater to
+    recreate pods at the quietest one: the envelope's profile where there is one (its usage is
+    the containers' sum), else the containers' profiles summed; None unless each has one."""
+    envelope = [r.cpu_profile for r in results if r.container == POD]
+    profiles = envelope or [r.cpu_profile for r in results]
     if not profiles or any(not p or len(p) != len(profiles[0]) for p in profiles):
         return None
     hour = now.replace(minute=0, second=0, microsecond=0)
@@ -200,9 +207,12 @@ VPA_RESOURCES: tuple[Resource, ...] = ("cpu", "memory")
 def vpa_status(
     results: Sequence[ContainerResult], previous: Mapping[str, Any], now: dt.datetime
 ) -> dict[str, Any]:
-    """The VPA's `status`: its recommendation in its own format (cpu and memory only)."""
+    """The VPA's `status`: its recommendation in its own format (cpu and memory only; the VPA
+    has no pod-level recommendation, so an envelope is left out)."""
     entries = []
     for result in results:
+        if result.container == POD:
+            continue
         entry: dict[str, Any] = {"containerName": result.container}
         for name, amounts in result.bounds().items():
             entry[name] = quantities({r: v for r, v in amounts.items() if r in VPA_RESOURCES})

@@ -410,6 +410,7 @@ class PodWorker:
                 for container in record.actual.containers:
                     if container.runs:
                         killed |= self._use(record, container.name, seconds, now)
+                killed |= self._pod_out_of_memory(record, now)
             if killed:
                 self._write_status(record)
 
@@ -443,6 +444,25 @@ class PodWorker:
             return True
         runtime.working_set_bytes = usage.memory_bytes
         return False
+
+    def _pod_out_of_memory(self, record: PodRecord, now: float) -> bool:
+        """The pod cgroup's limit (the envelope's memory limit) under the containers' summed
+        working set: the kernel kills the largest; True if it did."""
+        # TODO(pod-level cpu quota simulated): cpu is throttled per container limit only; a
+        # pod-level cpu limit does not yet cap the containers' sum.
+        envelope = record.actual.envelope
+        limit = envelope.limit(MEMORY) if envelope is not None else None
+        running = [record.containers[c.name] for c in record.actual.containers if c.runs]
+        if limit is None or sum(r.working_set_bytes for r in running) <= limit:
+            return False
+        victim = max(running, key=lambda runtime: runtime.working_set_bytes)
+        victim.oom_events += 1
+        victim.restart("OOMKilled", KILLED_EXIT_CODE, now)
+        pod = f"{record.namespace}/{record.name}"
+        restarted = container_usage(record.annotations, pod, victim.name, 0.0, now)
+        victim.working_set_bytes = restarted.memory_bytes
+        self._log(record).info("container %s OOMKilled at the pod's memory limit", victim.name)
+        return True
 
     def _gpu_use(self, record: PodRecord, name: str, usage: Usage) -> int:
         """GPU memory in use; a batch beyond the claim's capacity fails and is counted."""

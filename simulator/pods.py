@@ -3,7 +3,9 @@
 Three sizes per pod, as upstream keeps them: `desired` (the spec), `allocated` (what admission
 accepted; `allocatedResources` in the status) and `actual` (what the "runtime" applied;
 `resources` in the status). A resize is pending while desired != allocated and in progress
-while allocated != actual.
+while allocated != actual. Each size covers the containers and the pod-level envelope; the
+status reports both levels, as a v1.37.2 kubelet with InPlacePodLevelResourcesVerticalScaling
+does for every pod (the pod level aggregated from the containers where no envelope is set).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from datetime import UTC, datetime
 
 from bridgescale.simulator.dra import AllocatedDevice
 from bridgescale.simulator.resources import (
+    CPU,
     RESIZABLE,
     Body,
     ContainerResources,
+    Envelope,
     PodResources,
     pod_resources,
 )
@@ -164,7 +168,34 @@ def pod_status(record: PodRecord, host_ip: str) -> Body:
     init = [_container_status(record, c) for c in record.actual.containers if c.kind != "regular"]
     if init:
         status["initContainerStatuses"] = init
+    allocated = _pod_level(record.allocated).get("requests")
+    if allocated:
+        status["allocatedResources"] = allocated
+    applied = _pod_level(record.actual if record.running else record.allocated)
+    if applied:
+        status["resources"] = applied
     return status
+
+
+def _pod_level(resources: PodResources) -> Body:
+    """cpu and memory of the whole pod: the envelope's own text for what it names, the
+    containers' aggregate (in millicores and bytes) for the rest."""
+    envelope = resources.envelope or Envelope()
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for resource in RESIZABLE:
+        stated = envelope.requests.get(resource, envelope.limits.get(resource))
+        request = resources.requests(resource)
+        if stated is not None or request:
+            requests[resource] = stated or _quantity(resource, request)
+        limit = resources.limits(resource)
+        if limit is not None:
+            limits[resource] = envelope.limits.get(resource) or _quantity(resource, limit)
+    return Envelope(requests, limits).as_body()
+
+
+def _quantity(resource: str, value: int) -> str:
+    return f"{value}m" if resource == CPU else str(value)
 
 
 def _condition(kind: str, status: str, since: float, generation: int) -> Body:

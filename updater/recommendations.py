@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridgescale.quantity import RESOURCES, Resource
+from bridgescale.quantity import POD, RESOURCES, Resource
 from bridgescale.updater.pods import read_amounts
 from bridgescale.updater.timing import LoadForecast
 
@@ -34,7 +34,7 @@ class Recommendation:
     name: str
     target_kind: str
     target_name: str
-    containers: Mapping[str, ContainerRecommendation]
+    containers: Mapping[str, ContainerRecommendation]  # the envelope's under POD
     forecast: LoadForecast | None = None  # expected load ahead, to recreate at a quiet moment
 
 
@@ -58,6 +58,15 @@ def recommendation_from_json(raw: Mapping[str, Any]) -> Recommendation:
             target=_amounts(item.get("target"), f"{where}.target"),
             lower_bound=_amounts(item.get("lowerBound"), f"{where}.lowerBound"),
             upper_bound=_amounts(item.get("upperBound"), f"{where}.upperBound"),
+        )
+    envelope = status.get("podRecommendation")
+    if envelope:
+        where = "status.podRecommendation"
+        containers[POD] = ContainerRecommendation(
+            container=POD,
+            target=_amounts(envelope.get("target"), f"{where}.target"),
+            lower_bound=_amounts(envelope.get("lowerBound"), f"{where}.lowerBound"),
+            upper_bound=_amounts(envelope.get("upperBound"), f"{where}.upperBound"),
         )
     return Recommendation(
         namespace=str(metadata["namespace"]),

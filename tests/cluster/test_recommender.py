@@ -40,6 +40,7 @@ MIB = 1024**2
 GIB = 1024**3
 HOURS = 48
 ROUTER_POD = "router-6d8f9c7b5-x2k4q"  # a past pod of the Deployment: history outlives pods
+SHARED_POD = "shared"  # a bridge with pod-level resources: router and telemetry in one budget
 
 
 def _times(now: float) -> list[float]:
@@ -68,8 +69,15 @@ def _history(namespace: str, other: str, now: float) -> list[MetricFamily]:
         (namespace, "gpu-bridge-0", "decimator"),
         (namespace, "probe", "probe"),
         (other, "quiet-5f6d7c8b9-abcde", "quiet"),
+        (namespace, SHARED_POD, "router"),
+        (namespace, SHARED_POD, "telemetry"),
     )
     wave = [(t, 600 * MIB + 100 * MIB * math.sin(t / 3600)) for t in times]
+    # In opposite phase: each peaks at 3.5Gi, their sum stays at 4Gi.
+    shared = {
+        c: [(t, 2 * GIB + sign * 1.5 * GIB * math.sin(t / 3600)) for t in times]
+        for c, sign in (("router", 1), ("telemetry", -1))
+    }
     cpu = MetricFamily(
         "container_cpu_usage_seconds",
         "counter",
@@ -84,7 +92,13 @@ def _history(namespace: str, other: str, now: float) -> list[MetricFamily]:
         "gauge",
         "working set",
         [
-            _series("container_memory_working_set_bytes", ns, pod, c, wave)
+            _series(
+                "container_memory_working_set_bytes",
+                ns,
+                pod,
+                c,
+                shared[c] if pod == SHARED_POD else wave,
+            )
             for ns, pod, c in containers
         ],
     )
@@ -187,7 +201,20 @@ def _fleet(namespace: str) -> list[Json]:
         },
         "spec": {"containers": [_container("probe")]},
     }
-    objects = [_deployment("router", _container("router")), stateful_set, probe]
+    envelope = {"cpu": "1", "memory": "8Gi"}
+    shared = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": SHARED_POD},
+        "spec": {
+            "resources": {"requests": envelope, "limits": envelope},
+            "containers": [
+                {"name": "router", "image": "bridge:1", "resources": {"requests": {"cpu": "250m"}}},
+                {"name": "telemetry", "image": "telemetry:1"},
+            ],
+        },
+    }
+    objects = [_deployment("router", _container("router")), stateful_set, probe, shared]
     for obj in objects:
         obj["metadata"]["namespace"] = namespace
     return objects
@@ -307,7 +334,7 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     assert refused is None, run.stderr[-3000:]
 
     published = _recommendations(api, namespace)
-    assert set(published) == {"router", "gpu-bridge", "probe"}
+    assert set(published) == {"router", "gpu-bridge", "probe", SHARED_POD}
     assert _recommendations(api, other) == {}
     assert published["router"]["spec"]["targetRef"] == {
         "apiVersion": "apps/v1",
@@ -315,7 +342,12 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
         "name": "router",
     }
     targets = {name: _targets(rr) for name, rr in published.items()}
-    for name, container in (("router", "router"), ("gpu-bridge", "decimator"), ("probe", "probe")):
+    for name, container in (
+        ("router", "router"),
+        ("gpu-bridge", "decimator"),
+        ("probe", "probe"),
+        (SHARED_POD, "router"),
+    ):
         assert {"cpu", "memory"} <= set(targets[name][container]), targets[name]
     assert "gpu-memory" in targets["gpu-bridge"]["decimator"]
     assert "gpu-memory" not in targets["router"]["router"]
@@ -326,6 +358,13 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     # The VPA's maxAllowed caps cpu; the bare pod's valid min-allowed applies.
     assert parse(targets["router"]["router"]["cpu"], "cpu") <= 0.3
     assert parse(targets["probe"]["probe"]["memory"], "memory") >= 700 * MIB
+
+    # The envelope follows the peak of the sum (4Gi), not the sum of the peaks (7Gi); the
+    # telemetry container, with no resources of its own, gets no recommendation.
+    assert set(targets[SHARED_POD]) == {"router"}
+    envelope = published[SHARED_POD]["status"]["podRecommendation"]
+    assert 4 * GIB <= parse(envelope["target"]["memory"], "memory") <= 5 * GIB
+    assert "podRecommendation" not in published["router"]["status"]
 
     conditions = {c["type"]: c for c in published["router"]["status"]["conditions"]}
     assert conditions["RecommendationProvided"]["status"] == "True"
@@ -358,6 +397,7 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
         "router",
         "gpu-bridge",
         "probe",
+        SHARED_POD,
     }
 
 
@@ -389,6 +429,8 @@ def test_recommend_json_lists_every_container(
         ("Deployment", "router", "router"),
         ("StatefulSet", "gpu-bridge", "decimator"),
         ("Pod", "probe", "probe"),
+        ("Pod", SHARED_POD, "router"),
+        ("Pod", SHARED_POD, ""),  # the envelope
     }
     for row in rows:
         assert {"cpu", "memory"} <= set(row["target"])

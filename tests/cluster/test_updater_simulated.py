@@ -49,6 +49,7 @@ from tests.cluster.test_dra import (
     mig,
     taint_rule,
 )
+from tests.cluster.test_resize_pod_level import wait_envelope
 from tests.cluster.updater_support import (
     UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
@@ -161,6 +162,37 @@ def test_a_burstable_bridge_gets_the_target_as_its_limit(
     applied = after.status.container_statuses[0].resources
     assert applied.limits == {"cpu": "1", "memory": "768Mi"}  # the forecast peak
     assert applied.requests == {"cpu": "500m", "memory": "384Mi"}
+    assert reconciler.settle(dt.timedelta(seconds=30))
+    assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
+
+
+def test_a_two_container_bridge_gets_its_envelope_resized_in_place(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str
+) -> None:
+    """The issue's must-show: pod-level resources resized in place through pods/resize, the
+    new envelope in status.resources, no container restarted, the same pod."""
+    node = _roomy_nodes(api, cpu=2.0)[0]
+    sidecar_and_router = [Container("router", "200m", None, "256Mi"), Container("telemetry")]
+    envelope = {"cpu": "1", "memory": "1Gi"}
+    manifest = pod_manifest(
+        "bridge-0", sidecar_and_router, node, resources={"requests": envelope, "limits": envelope}
+    )
+    before = run_pod(api, bridges, manifest)
+    recommend(api, bridges, "Pod", "bridge-0", {}, pod_target={"cpu": "1500m", "memory": "1536Mi"})
+    reconciler = Reconciler(
+        KubeCluster(as_updater), UpdaterSettings(), UpdaterMetrics(CollectorRegistry())
+    )
+
+    assert _mine(reconciler.run_pass(), bridges) == [("Resize", "Accepted")]
+
+    wanted = {"cpu": "1500m", "memory": "1536Mi"}
+    after = wait_envelope(api, bridges, "bridge-0", {"requests": wanted, "limits": wanted})
+    assert after.metadata.uid == before.metadata.uid
+    assert after.status.qos_class == "Guaranteed"
+    assert [s.restart_count for s in after.status.container_statuses] == [0, 0]
+    router, telemetry = after.spec.containers
+    assert router.resources.requests == {"cpu": "200m", "memory": "256Mi"}
+    assert not telemetry.resources.requests and not telemetry.resources.limits
     assert reconciler.settle(dt.timedelta(seconds=30))
     assert _mine(reconciler.run_pass(), bridges)[0][0] == "Skip"
 

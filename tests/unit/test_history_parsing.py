@@ -13,8 +13,10 @@ from bridgescale.history import (
     escape_label_value,
     parse_matrix,
     parse_vector,
+    pod_level_queries,
     usage_queries,
 )
+from bridgescale.quantity import POD
 
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -73,3 +75,13 @@ def test_instant_answers_keep_only_finite_non_negative_values_of_known_container
     ]
     assert parse_vector(result) == {("p", "router"): 314572800.0}
     assert parse_vector({"unexpected": "shape"}) == {}
+
+
+def test_pod_level_series_are_named_pod_and_sum_before_the_peak() -> None:
+    answer = [{"metric": {"namespace": "ns", "pod": "bridge-0"}, "values": [[60, "2"], [120, "3"]]}]
+    (series,) = parse_matrix(answer, "memory", pod_level=True)
+    assert (series.pod, series.container, series.values) == ("bridge-0", POD, (2.0, 3.0))
+    assert parse_matrix(answer, "memory") == []  # a container query's answer needs its label
+    memory = pod_level_queries("ns", 60)["memory"]
+    assert memory.startswith("max by (namespace, pod) (max_over_time((sum by (namespace, pod)")
+    assert memory.endswith("[60s:]))")

@@ -7,6 +7,7 @@ import datetime as dt
 
 from bridgescale.kube.workloads import ContainerSpec, Workload, WorkloadRef
 from bridgescale.policy import WorkloadPolicy
+from bridgescale.quantity import POD
 from bridgescale.recommender.discovery import PodOwners
 from bridgescale.recommender.fleet import ModelRecommendation
 from bridgescale.recommender.status import (
@@ -15,6 +16,7 @@ from bridgescale.recommender.status import (
     load_forecast,
     recommendation_status,
     unavailable_status,
+    vpa_status,
 )
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -93,3 +95,34 @@ def test_the_load_forecast_sums_the_containers_hour_by_hour_from_the_current_hou
     }
     assert load_forecast([router, ContainerResult("new", "bridgescale")], now) is None
     assert "loadForecast" not in recommendation_status([ContainerResult("a", "m")], {}, now)
+
+
+def test_an_envelope_is_published_as_the_pod_recommendation() -> None:
+    router = cap("router", "bridgescale", _found(), WorkloadPolicy(), has_gpu_claim=False)
+    envelope = cap(POD, "bridgescale", _found(), WorkloadPolicy(), has_gpu_claim=False)
+
+    status = recommendation_status([router, envelope], {}, NOW)
+
+    assert [e["containerName"] for e in status["containerRecommendations"]] == ["router"]
+    assert status["podRecommendation"]["target"] == {"cpu": "2", "memory": "3Gi"}
+    assert "containerName" not in status["podRecommendation"]
+    assert vpa_status([router, envelope], {}, NOW)["recommendation"][
+        "containerRecommendations"
+    ] == [vpa_status([router], {}, NOW)["recommendation"]["containerRecommendations"][0]]
+    assert recommendation_status([router], status, NOW)["podRecommendation"] is None
+
+
+def test_an_envelope_covers_the_containers_without_resources_of_their_own() -> None:
+    ref = WorkloadRef("ns", "Deployment", "bridge", "apps/v1", "uid")
+    router = ContainerSpec("router", requests={"cpu": "200m"})
+    workload = Workload(
+        ref,
+        {},
+        (router, ContainerSpec("telemetry")),
+        envelope=ContainerSpec(POD, limits={"cpu": "1"}),
+    )
+    assert [c.name for c in workload.sized()] == ["router", POD]
+    assert Workload(ref, {}, (router, ContainerSpec("telemetry"))).sized() == (
+        router,
+        ContainerSpec("telemetry"),
+    )
