@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from bridgescale import __version__, logs
-from bridgescale.commands import backtest, demo, dev, recommend, recommender, traces, updater
+from bridgescale.commands import (
+    backtest,
+    demo,
+    dev,
+    recommend,
+    recommender,
+    settings,
+    traces,
+    updater,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     traces.register(commands)
     recommender.register(commands)
     recommend.register(commands)
+    settings.register(commands)
     return parser
 
 

@@ -42,18 +42,26 @@ class PrometheusSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BRIDGESCALE_PROMETHEUS_", frozen=True)
 
-    url: str = Field(default="http://prometheus-operated.monitoring:9090", min_length=1)
-    bearer_token: SecretStr | None = None
+    url: str = Field(
+        default="http://prometheus-operated.monitoring:9090",
+        min_length=1,
+        description="Prometheus (or a Thanos, Mimir or VictoriaMetrics query endpoint)",
+    )
+    bearer_token: SecretStr | None = Field(default=None, description="sent as a bearer token")
     bearer_token_file: Path | None = Field(
         default=None, description="read at each connection, so a rotated token is picked up"
     )
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = Field(default=None, description="basic auth")
+    password: SecretStr | None = Field(default=None, description="basic auth")
     ca_file: Path | None = Field(default=None, description="CA bundle that signed Prometheus")
-    insecure_skip_verify: bool = False
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
-    retries: int = Field(default=3, ge=0, le=10)
-    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    insecure_skip_verify: bool = Field(
+        default=False, description="skip TLS verification (never in production)"
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300, description="per query")
+    retries: int = Field(default=3, ge=0, le=10, description="retries of a failed query")
+    backoff_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="first wait between retries, doubling"
+    )
     org_id: str | None = Field(default=None, description="X-Scope-OrgID header for Mimir")
 
 

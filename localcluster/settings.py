@@ -63,14 +63,18 @@ class LocalClusterSettings(BaseSettings):
         description="Skip fsync in etcd: a throwaway local cluster needs no durability across "
         "power loss, and fsync dominates its latency on shared disks.",
     )
-    ready_timeout_seconds: float = Field(default=120.0, gt=0)
+    ready_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long `dev up` waits for each part to be ready."
+    )
     history_days: float = Field(
         default=7.0,
         ge=0,
         le=30,
         description="Days of metrics history backfilled into Prometheus before it starts.",
     )
-    scrape_interval_seconds: int = Field(default=15, ge=1, le=300)
+    scrape_interval_seconds: int = Field(
+        default=15, ge=1, le=300, description="How often the local Prometheus scrapes."
+    )
     simulator: bool = Field(
         default=True, description="Start the node simulator (the tests start their own)."
     )
