@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,18 +158,23 @@ def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple
     return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
 
 
-def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
-    """Series of a range query's `result`; malformed entries and empty series are left out."""
-    series = []
+def _by_container(result: Any, key: str) -> Iterator[tuple[str, str, list[Any]]]:
+    """(pod, container, entry[key]) of each well-formed entry of a query's `result`."""
     for entry in result if isinstance(result, list) else []:
         if not isinstance(entry, Mapping):
             continue
-        labels, values = entry.get("metric"), entry.get("values")
-        if not isinstance(labels, Mapping) or not isinstance(values, list):
+        labels, payload = entry.get("metric"), entry.get(key)
+        if not isinstance(labels, Mapping) or not isinstance(payload, list):
             continue
         pod, container = labels.get("pod"), labels.get("container")
-        if not isinstance(pod, str) or not isinstance(container, str):
-            continue
+        if isinstance(pod, str) and isinstance(container, str):
+            yield pod, container, payload
+
+
+def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
+    """Series of a range query's `result`; malformed entries and empty series are left out."""
+    series = []
+    for pod, container, values in _by_container(result, "values"):
         times, points = clean_points(values)
         if resource == "cpu":  # a rate is never negative; drop what a store got wrong
             kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
@@ -241,12 +247,17 @@ class History:
     def _query_range(
         self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
     ) -> Any:
+        return self._retrying(
+            lambda: prometheus.custom_query_range(
+                query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
+            )
+        )
+
+    def _retrying(self, ask: Callable[[], Any]) -> Any:
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             try:
-                return prometheus.custom_query_range(
-                    query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
-                )
+                return ask()
             except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
                 if attempt + 1 == attempts:
                     raise PrometheusUnavailable(
@@ -284,6 +295,31 @@ class History:
         )
         usage.oom_kills.extend(parse_oom_kills(result))
         return usage
+
+    def current_usage(
+        self, namespace: str, window_seconds: int = 60
+    ) -> dict[tuple[str, str], dict[UsageResource, float]]:
+        """Usage of the namespace's containers now, over the last `window_seconds` (mean cpu,
+        peak memory and GPU memory), by (pod, container): three instant queries, for a live
+        view such as the demo's."""
+        prometheus = self._connect()
+        usage: dict[tuple[str, str], dict[UsageResource, float]] = {}
+        for resource, query in usage_queries(namespace, window_seconds).items():
+            result = self._retrying(partial(prometheus.custom_query, query))
+            for (pod, container), value in parse_vector(result).items():
+                usage.setdefault((pod, container), {})[resource] = value
+        return usage
+
+
+def parse_vector(result: Any) -> dict[tuple[str, str], float]:
+    """Finite values of an instant query's `result` by (pod, container); malformed entries are
+    left out."""
+    values = {}
+    for pod, container, point in _by_container(result, "value"):
+        _, points = clean_points([point])
+        if points:
+            values[(pod, container)] = points[0]
+    return values
 
 
 def _utc(timestamp: float) -> dt.datetime:

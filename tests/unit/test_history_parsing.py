@@ -8,7 +8,13 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridgescale.history import clean_points, escape_label_value, parse_matrix, usage_queries
+from bridgescale.history import (
+    clean_points,
+    escape_label_value,
+    parse_matrix,
+    parse_vector,
+    usage_queries,
+)
 
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -53,3 +59,15 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_instant_answers_give_values_by_pod_and_container() -> None:
+    result = [
+        {"metric": {"pod": "p-0", "container": "router"}, "value": [1.0, "2.5"]},
+        {"metric": {"pod": "p-0", "container": "telemetry"}, "value": [1.0, "NaN"]},
+        {"metric": {"pod": "p-1"}, "value": [1.0, "1"]},
+        {"metric": {"pod": "p-2", "container": "router"}},
+        "garbage",
+    ]
+    assert parse_vector(result) == {("p-0", "router"): 2.5}
+    assert parse_vector(None) == {}
