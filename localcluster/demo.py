@@ -3,7 +3,9 @@ services they are, the scenario played on the fleet, and snapshots of what happe
 
 The services run with settings that let a few minutes show a reaction (`DEMO_SETTINGS`): a
 cycle every 15 s reading 1-minute steps (the default reads 5-minute steps once a minute), and
-an updater pass every 10 s. Everything else is as deployed.
+an updater pass every 10 s. Everything else is as deployed. The week of history is read before,
+by a first cycle at the default step: the backfilled week has 2-minute resolution, too coarse
+for a 1-minute cpu rate; the services continue from that cycle's checkpoints.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client
 
 from bridgescale import kube
-from bridgescale.history import History, PrometheusSettings
+from bridgescale.history import History, PrometheusSettings, PrometheusUnavailable
 from bridgescale.kube import claims, pods, recommendations
 from bridgescale.localcluster.demo_report import ContainerView, Snapshot
 from bridgescale.localcluster.environment import LocalEnvironment
@@ -35,6 +38,8 @@ DEMO_SETTINGS = {
     "BRIDGESCALE_RECOMMENDER_STEP_SECONDS": "60",
     "BRIDGESCALE_UPDATER_RESYNC_SECONDS": "10",
 }
+# What reading the fleet can fail with on a busy machine: worth a retry, not a traceback.
+READ_ERRORS = (kube.KubeError, PrometheusUnavailable, urllib3.exceptions.HTTPError)
 READY_SECONDS = 180.0
 USAGE_WINDOW_SECONDS = 60
 
@@ -43,15 +48,15 @@ class ServiceFailed(RuntimeError):
     """A service of the demo did not start, or stopped; the message names it and its log."""
 
 
-def service_env(environment: LocalEnvironment) -> dict[str, str]:
-    """This process's environment with the env file's values (KUBECONFIG, Prometheus URL) and
-    the demo's settings over it, as a user who sourced the env file would run the services."""
+def user_env(environment: LocalEnvironment) -> dict[str, str]:
+    """This process's environment with the env file's values (KUBECONFIG, Prometheus URL) over
+    it, as for a user who sourced the env file."""
     env = dict(os.environ)
     for line in environment.env_file.read_text().splitlines():
         key, _, value = line.partition("=")
         if key:
             env[key] = value
-    return {**env, **DEMO_SETTINGS}
+    return env
 
 
 class Services:
@@ -67,8 +72,11 @@ class Services:
     def start(self) -> None:
         self.stop()  # a demo stopped hard may have left them: start from the settings above
         supervisor = self.environment.supervisor
-        env = service_env(self.environment)
-        env["BRIDGESCALE_RECOMMENDER_HOST"] = "127.0.0.1"
+        env = {
+            **user_env(self.environment),
+            **DEMO_SETTINGS,
+            "BRIDGESCALE_RECOMMENDER_HOST": "127.0.0.1",
+        }
         bridgescale = [sys.executable, "-m", "bridgescale"]
         supervisor.start(
             RECOMMENDER,

@@ -11,6 +11,7 @@ and a chart, and leaves the environment running.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -21,17 +22,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bridgescale import kube
-from bridgescale.history import PrometheusUnavailable
 from bridgescale.localcluster import demo_report
 from bridgescale.localcluster.demo import (
+    READ_ERRORS,
     RECOMMENDER,
     UPDATER,
     Observer,
     ServiceFailed,
     Services,
     play,
-    service_env,
+    user_env,
 )
 from bridgescale.localcluster.demo_report import ContainerView, Snapshot, Summary
 from bridgescale.localcluster.environment import STARTUP_ERRORS, LocalEnvironment
@@ -84,6 +84,8 @@ def _demo(arguments: argparse.Namespace) -> int:
         return 1
     services = Services(environment)
     _reset_load(environment)  # a demo stopped hard may have left a phase's load behind
+    # SIGTERM ends the demo as Ctrl-C does, so that the services are stopped with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _scenario(environment, services, arguments)
     except KeyboardInterrupt:
@@ -100,10 +102,14 @@ def _demo(arguments: argparse.Namespace) -> int:
         )
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _bridgescale(environment: LocalEnvironment, *arguments: str) -> int:
     """Run a bridgescale command against the local environment, as a user would."""
     command = [sys.executable, "-m", "bridgescale", *arguments]
-    return subprocess.run(command, env=service_env(environment), check=False).returncode
+    return subprocess.run(command, env=user_env(environment), check=False).returncode
 
 
 def _scenario(
@@ -112,7 +118,11 @@ def _scenario(
     schedule = Schedule(arguments.minutes * 60)
     with environment.api_client() as api:
         observer = Observer(api, environment.prometheus.url)
-        before = observer.snapshot(0.0, "before")
+        try:
+            before = observer.snapshot(0.0, "before")
+        except READ_ERRORS as error:
+            console.print(f"[red]the fleet could not be read:[/red] {error}")
+            return 1
         console.rule("3. the recommender and the updater start as services")
         try:
             services.start()
@@ -172,7 +182,7 @@ def _play(
             try:
                 play(api, phase)
                 snapshot = observer.snapshot(elapsed, phase.name)
-            except (kube.KubeError, PrometheusUnavailable) as error:
+            except READ_ERRORS as error:
                 failures += 1
                 if failures >= MAX_FAILED_SNAPSHOTS:
                     message = f"reading the fleet failed {failures} times: {error}"
@@ -281,5 +291,5 @@ def _reset_load(environment: LocalEnvironment) -> None:
     try:
         with environment.api_client() as api:
             play(api, Phase("normal", 1.0))
-    except kube.KubeError as error:
+    except READ_ERRORS as error:
         console.print(f"[yellow]could not reset the fleet's load annotations: {error}[/yellow]")
