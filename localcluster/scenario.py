@@ -43,8 +43,9 @@ def _scale(value: float | None) -> str | None:
 
 # Sized against the fleet's week of history (`bridgescale.simulator.workload`): a lidar router
 # peaks near 2.5 cores in its bursts, so three times its sensor load is past anything the week
-# held; the point-cloud router holds 3 GiB of model plus batches of up to 4 GiB, so 3.5 times
-# that passes the 10 GiB of its MIG 1g.10gb slice.
+# held; the point-cloud router holds 3 GiB of model plus batches of up to 4 GiB, so at 3.5
+# times the model alone (10.5 GiB) is past the 10 GiB of its MIG 1g.10gb slice, and all but the
+# largest batches fit the 2g.20gb profile above it.
 PHASES = (
     Phase("steady", 0.2),
     Phase("load burst", 0.35, load={"lidar-bridge": 3.0, "camera-bridge": 2.5}),

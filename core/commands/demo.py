@@ -11,6 +11,7 @@ and a chart, and leaves the environment running.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -227,25 +229,32 @@ def _load(phase: Phase) -> str:
     return ", ".join(parts) or "normal"
 
 
+COLUMNS = (
+    "\npod", "\ncontainer", "\nuid", "cpu\nused", "\ntgt", "\nreq/lim",
+    "mem GiB\nused", "\ntgt", "\nreq/lim", "GPU GiB\nused/tgt", "\nslice", "\nrst",
+)  # fmt: skip
+
+
 def _table(snapshot: Snapshot, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("pod / container", "uid", "cpu used", "cpu target", "cpu req / lim"):
-        table.add_column(
-            column, justify="left" if column in ("pod / container", "uid") else "right"
-        )
-    for column in ("mem used", "mem target", "mem req / lim", "GPU used / target", "restarts"):
-        table.add_column(column, justify="right")
+    """One row per container, compact enough for a terminal of about 120 columns."""
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False
+    )
+    for index, column in enumerate(COLUMNS):
+        table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
     for view in sorted(snapshot.containers, key=lambda v: (v.pod, v.container)):
         table.add_row(
-            f"{view.pod}/{view.container}",
+            view.pod,
+            view.container,
             view.uid[:8],
             _cores(view.used.get("cpu")),
             _cores(view.target.get("cpu")),
-            f"{_cores(view.requests.get('cpu'))} / {_cores(view.limits.get('cpu'))}",
+            f"{_cores(view.requests.get('cpu'))}/{_cores(view.limits.get('cpu'))}",
             _gib(view.used.get("memory")),
             _gib(view.target.get("memory")),
-            f"{_gib(view.requests.get('memory'))} / {_gib(view.limits.get('memory'))}",
+            f"{_gib(view.requests.get('memory'))}/{_gib(view.limits.get('memory'))}",
             _gpu(view),
+            ",".join(_slice(device) for device in view.gpu_devices),
             str(view.restarts),
         )
     return table
@@ -254,9 +263,13 @@ def _table(snapshot: Snapshot, title: str) -> Table:
 def _gpu(view: ContainerView) -> str:
     if not view.gpu_devices and "gpu-memory" not in view.target:
         return ""
-    device = ",".join(view.gpu_devices) or "no claim"
-    used, target = view.used.get("gpu-memory"), view.target.get("gpu-memory")
-    return f"{_gib(used)} / {_gib(target)} on {device}"
+    return f"{_gib(view.used.get('gpu-memory'))}/{_gib(view.target.get('gpu-memory'))}"
+
+
+def _slice(device: str) -> str:
+    """The MIG-like profile in a simulated device's name (gpu-0-2g-20gb-1 -> 2g.20gb)."""
+    found = re.search(r"(\d+g)-(\d+gb)", device)
+    return f"{found.group(1)}.{found.group(2)}" if found else device
 
 
 def _cores(value: float | None) -> str:
@@ -264,7 +277,7 @@ def _cores(value: float | None) -> str:
 
 
 def _gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GiB:.2f}Gi"
+    return "-" if value is None else f"{value / GiB:.1f}"
 
 
 def _print_summary(summary: Summary) -> None:
