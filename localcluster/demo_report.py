@@ -102,7 +102,10 @@ def summarize(snapshots: Sequence[Snapshot], before: Snapshot | None = None) -> 
                 if view.restarts > earlier.restarts and view.last_termination == OOM_KILLED:
                     oom_kills += view.restarts - earlier.restarts
             previous[key] = view
-        for uid in changed_pods:  # one resize changes a pod's containers together
+        # One resize changes a pod's containers together. TODO(count from the pods'
+        # metadata.generation, which each resize bumps): two resizes of a pod between two
+        # snapshots count as one.
+        for uid in changed_pods:
             resized[uid] = resized.get(uid, 0) + 1
     last = {view.uid for view in snapshots[-1].containers}
     restarted = {key: after - first for key, (first, after) in restarts.items()}
