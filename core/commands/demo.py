@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def _play(
     failures = 0
     last_log = -LOG_SECONDS
     current: str | None = None
-    with Live(console=console, auto_refresh=False) if live else _NoLive() as display:
+    with Live(console=console, auto_refresh=False) if live else nullcontext() as display:
         while (phase := schedule.phase_at(elapsed := time.monotonic() - start)) is not None:
             services.check()
             try:
@@ -194,7 +195,7 @@ def _play(
             failures = 0
             snapshots.append(snapshot)
             title = _title(phase, schedule, elapsed)
-            if live:
+            if display is not None:
                 display.update(_table(snapshot, title), refresh=True)
             elif phase.name != current or elapsed - last_log >= LOG_SECONDS:
                 console.print(_table(snapshot, title))
@@ -204,17 +205,6 @@ def _play(
     if not snapshots:
         raise _ObservationFailed("no snapshot of the fleet could be taken")
     return snapshots
-
-
-class _NoLive:
-    def __enter__(self) -> _NoLive:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def update(self, *_: object, **__: object) -> None:
-        return None
 
 
 def _title(phase: Phase, schedule: Schedule, elapsed: float) -> str:
