@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -193,21 +194,29 @@ def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple
     return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
 
 
+def _by_container(
+    result: Any, key: str, pod_level: bool = False
+) -> Iterator[tuple[str, str, list[Any]]]:
+    """(pod, container, entry[key]) of each well-formed entry of a query's `result`; entries of
+    `pod_level` queries carry no container label and are named POD."""
+    for entry in result if isinstance(result, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        labels, payload = entry.get("metric"), entry.get(key)
+        if not isinstance(labels, Mapping) or not isinstance(payload, list):
+            continue
+        pod, container = labels.get("pod"), POD if pod_level else labels.get("container")
+        if isinstance(pod, str) and isinstance(container, str):
+            yield pod, container, payload
+
+
 def parse_matrix(
     result: Any, resource: UsageResource, pod_level: bool = False
 ) -> list[ContainerSeries]:
     """Series of a range query's `result`; malformed entries and empty series are left out.
     Series of `pod_level` queries carry no container label: they are named POD."""
     series = []
-    for entry in result if isinstance(result, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        labels, values = entry.get("metric"), entry.get("values")
-        if not isinstance(labels, Mapping) or not isinstance(values, list):
-            continue
-        pod, container = labels.get("pod"), POD if pod_level else labels.get("container")
-        if not isinstance(pod, str) or not isinstance(container, str):
-            continue
+    for pod, container, values in _by_container(result, "values", pod_level):
         times, points = clean_points(values)
         if resource == "cpu":  # a rate is never negative; drop what a store got wrong
             kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
@@ -215,24 +224,6 @@ def parse_matrix(
         if times:
             series.append(ContainerSeries(pod, container, resource, times, points))
     return series
-
-
-def parse_vector(result: Any) -> dict[tuple[str, str], float]:
-    """(pod, container) -> value of an instant query's `result`; malformed entries, NaN,
-    infinities and negative values are left out."""
-    values: dict[tuple[str, str], float] = {}
-    for entry in result if isinstance(result, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        labels, point = entry.get("metric"), entry.get("value")
-        if not isinstance(labels, Mapping) or not isinstance(point, list) or len(point) != 2:
-            continue
-        pod, container = labels.get("pod"), labels.get("container")
-        value = parse_point(point[1])
-        usable = math.isfinite(value) and value >= 0
-        if isinstance(pod, str) and isinstance(container, str) and usable:
-            values[pod, container] = value
-    return values
 
 
 def parse_oom_kills(result: Any) -> list[OomKill]:
@@ -360,6 +351,31 @@ class History:
         )
         usage.oom_kills.extend(parse_oom_kills(result))
         return usage
+
+    def current_usage(
+        self, namespace: str, window_seconds: int = 60
+    ) -> dict[tuple[str, str], dict[UsageResource, float]]:
+        """Usage of the namespace's containers now, over the last `window_seconds` (mean cpu,
+        peak memory and GPU memory), by (pod, container): three instant queries, for a live
+        view such as the demo's."""
+        prometheus = self._connect()
+        usage: dict[tuple[str, str], dict[UsageResource, float]] = {}
+        for resource, query in usage_queries(namespace, window_seconds).items():
+            result = self._retrying(partial(prometheus.custom_query, query))
+            for (pod, container), value in parse_vector(result).items():
+                usage.setdefault((pod, container), {})[resource] = value
+        return usage
+
+
+def parse_vector(result: Any) -> dict[tuple[str, str], float]:
+    """Values of an instant query's `result` by (pod, container); malformed entries, NaN,
+    infinities and negative values (no usage is negative) are left out."""
+    values = {}
+    for pod, container, point in _by_container(result, "value"):
+        _, points = clean_points([point])
+        if points and points[0] >= 0:
+            values[(pod, container)] = points[0]
+    return values
 
 
 def _utc(timestamp: float) -> dt.datetime:

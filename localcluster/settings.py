@@ -56,7 +56,8 @@ class LocalClusterSettings(BaseSettings):
         le=65000,
         description="First of the loopback ports used: etcd on port_base + 0 and +1, the API "
         "server on +3, the controller-manager on +4, the scheduler on +5, Prometheus on +6, the "
-        "node simulator's metrics on +7.",
+        "node simulator's metrics on +7, the demo's recommender /metrics on +8 and its "
+        "updater's on +9.",
     )
     etcd_unsafe_no_fsync: bool = Field(
         default=True,
@@ -123,3 +124,11 @@ class LocalClusterSettings(BaseSettings):
     @property
     def simulator_metrics_port(self) -> int:
         return self.port_base + 7
+
+    @property
+    def recommender_metrics_port(self) -> int:
+        return self.port_base + 8
+
+    @property
+    def updater_metrics_port(self) -> int:
+        return self.port_base + 9

@@ -3,7 +3,8 @@
 Samples of all pods of a workload's container feed one row, as the VPA aggregates them. The
 model is built to decide once an hour (its costs decay and its change budget count per call):
 the first cycle of each hour commits a decision; the cycles in between ask the model on a copy
-of the state, so new samples and OOM kills still show at once without spending the budget.
+of the state what it would decide at the end of the hour with the samples seen so far, so a
+peak of the hour in progress and OOM kills show at once without spending the budget.
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ class Fleet:
             raw = self.model.recommend(self.state, now)
             self._committed_hour = hour
         else:
-            raw = self.model.recommend({k: v.copy() for k, v in self.state.items()}, now)
+            # As of the hour's end: the model reads only whole hours, and the hour in progress
+            # would otherwise count only at the next commit.
+            provisional = {k: v.copy() for k, v in self.state.items()}
+            raw = self.model.recommend(provisional, (hour + 1) * HOUR)
         profiles = cpu_load_forecast(self.state, now)
         found = {}
         for key, row in self.rows.items():

@@ -139,11 +139,21 @@ def hash_text(text: str) -> int:
     return value
 
 
-def usage(profile: ContainerProfile, seed: int, timestamps: FloatArray) -> dict[str, FloatArray]:
-    """cpu (cores), memory and vram (bytes) of one container at each of `timestamps`."""
+def usage(
+    profile: ContainerProfile,
+    seed: int,
+    timestamps: FloatArray,
+    load: float = 1.0,
+    gpu_load: float = 1.0,
+) -> dict[str, FloatArray]:
+    """cpu (cores), memory and vram (bytes) of one container at each of `timestamps`.
+
+    `load` multiplies the sensor load (the level that drives cpu, and memory a little), and
+    `gpu_load` the point-cloud work on the GPU (vram): the inputs a scenario turns, such as
+    the demo's load burst."""
     time = np.asarray(timestamps, dtype=np.float64)
     slot = np.floor(time / SLOT).astype(np.int64)
-    level = _diurnal(profile, time) * _steps(profile, seed, time)
+    level = _diurnal(profile, time) * _steps(profile, seed, time) * load
     burst = _uniform(seed, "burst", slot) < profile.burst_probability
     boost = np.where(burst, profile.burst_factor, 1.0)
     jitter = 0.9 + 0.2 * _uniform(seed, "jitter", slot)
@@ -152,7 +162,7 @@ def usage(profile: ContainerProfile, seed: int, timestamps: FloatArray) -> dict[
     memory = memory + _leak(profile, seed, time)
     batch = _uniform(seed, "gpu", slot) < profile.gpu_batch_probability
     spike = profile.gpu_batch_bytes * _uniform(seed, "gpu-size", slot) * batch
-    vram = np.where(profile.vram_bytes > 0, profile.vram_bytes + spike, 0.0)
+    vram = np.where(profile.vram_bytes > 0, (profile.vram_bytes + spike) * gpu_load, 0.0)
     return {"cpu": cpu, "memory": memory, "vram": vram}
 
 

@@ -42,6 +42,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or in-cluster")
     parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
     parser.add_argument(
+        "--metrics-address",
+        default="0.0.0.0",  # noqa: S104
+        help="address /metrics is served on",
+    )
+    parser.add_argument(
         "--webhook",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -115,7 +120,7 @@ def peak_window(url: str, settings: UpdaterSettings) -> PeakWindow:
 def run(arguments: argparse.Namespace) -> int:
     settings = _settings(arguments)
     if arguments.metrics_port:
-        start_http_server(arguments.metrics_port)
+        start_http_server(arguments.metrics_port, addr=arguments.metrics_address)
     metrics = UpdaterMetrics(REGISTRY)
     identity = f"{socket.gethostname()}-{os.getpid()}"
     with kube.new_client(arguments.kubeconfig) as api:

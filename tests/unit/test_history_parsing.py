@@ -85,3 +85,15 @@ def test_pod_level_series_are_named_pod_and_sum_before_the_peak() -> None:
     memory = pod_level_queries("ns", 60)["memory"]
     assert memory.startswith("max by (namespace, pod) (max_over_time((sum by (namespace, pod)")
     assert memory.endswith("[60s:]))")
+
+
+def test_instant_answers_give_values_by_pod_and_container() -> None:
+    result = [
+        {"metric": {"pod": "p-0", "container": "router"}, "value": [1.0, "2.5"]},
+        {"metric": {"pod": "p-0", "container": "telemetry"}, "value": [1.0, "NaN"]},
+        {"metric": {"pod": "p-1"}, "value": [1.0, "1"]},
+        {"metric": {"pod": "p-2", "container": "router"}},
+        "garbage",
+    ]
+    assert parse_vector(result) == {("p-0", "router"): 2.5}
+    assert parse_vector(None) == {}
