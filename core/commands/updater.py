@@ -132,14 +132,16 @@ def _loop(
     wake = threading.Event()
     pods.watch_pods_in_background(api, wake)
     while True:
-        leading = not lease_namespace or leases.acquire(
-            api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30
-        )
-        if leading:
-            try:
+        # An API server that is down or restarting fails the lease renewal as much as the pass:
+        # either way this replica waits for the next round instead of exiting.
+        try:
+            leading = not lease_namespace or leases.acquire(
+                api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30
+            )
+            if leading:
                 _report(reconciler.run_pass())
-            except Exception:
-                logger.exception("updater pass failed; retrying at the next one")
+        except Exception:
+            logger.exception("updater pass failed; retrying at the next one")
         wake.wait(timeout=min(settings.resync_seconds, 10.0) if lease_namespace else
                   settings.resync_seconds)  # fmt: skip
         wake.clear()
