@@ -10,8 +10,10 @@ retries is `PrometheusUnavailable`, an expected outcome the caller turns into a 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridgescale.quantity import largest
+
 UsageResource = Literal["cpu", "memory", "gpu-memory"]
 MIB = 1024**2
+logger = logging.getLogger("bridgescale.history")
 
 
 class PrometheusUnavailable(Exception):
@@ -143,38 +148,58 @@ def parse_point(value: Any) -> float:
         return math.nan
 
 
-def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Time-ordered finite points from `[[time, "value"], ...]`: NaN and infinities dropped, and
-    of two points at the same time the later one in the answer kept."""
+def _clean(
+    raw: Iterable[Any], resource: UsageResource, dropped: Counter[str]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     by_time: dict[float, float] = {}
     for point in raw:
-        if len(point) != 2:
+        if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
+            dropped["malformed"] += 1
             continue
         stamp, value = parse_point(point[0]), parse_point(point[1])
-        if math.isfinite(stamp) and math.isfinite(value):
+        if not (math.isfinite(stamp) and math.isfinite(value)):
+            dropped["NaN or infinite"] += 1
+        elif value < 0:  # no usage is negative (a rate across a mishandled counter reset is)
+            dropped["negative"] += 1
+        elif value > largest(resource):
+            dropped["beyond any real size"] += 1
+        else:
             by_time[stamp] = value
     ordered = sorted(by_time.items())
     return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
 
 
+def clean_points(
+    raw: Iterable[Any], resource: UsageResource = "memory"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Time-ordered usable points from `[[time, "value"], ...]`: NaN, infinities, negative
+    values and values no real size reaches dropped; of two points at the same time the later
+    one in the answer kept."""
+    return _clean(raw, resource, Counter())
+
+
 def parse_matrix(result: Any, resource: UsageResource) -> list[ContainerSeries]:
-    """Series of a range query's `result`; malformed entries and empty series are left out."""
+    """Series of a range query's `result`; malformed entries, unusable points and empty series
+    are left out, with one log line saying how many and why."""
     series = []
+    dropped: Counter[str] = Counter()
     for entry in result if isinstance(result, list) else []:
-        if not isinstance(entry, Mapping):
+        labels = entry.get("metric") if isinstance(entry, Mapping) else None
+        values = entry.get("values") if isinstance(entry, Mapping) else None
+        pod = labels.get("pod") if isinstance(labels, Mapping) else None
+        container = labels.get("container") if isinstance(labels, Mapping) else None
+        if not isinstance(values, list) or not isinstance(pod, str):
+            dropped["malformed series"] += 1
             continue
-        labels, values = entry.get("metric"), entry.get("values")
-        if not isinstance(labels, Mapping) or not isinstance(values, list):
+        if not isinstance(container, str):
+            dropped["malformed series"] += 1
             continue
-        pod, container = labels.get("pod"), labels.get("container")
-        if not isinstance(pod, str) or not isinstance(container, str):
-            continue
-        times, points = clean_points(values)
-        if resource == "cpu":  # a rate is never negative; drop what a store got wrong
-            kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
-            times, points = tuple(t for t, _ in kept), tuple(v for _, v in kept)
+        times, points = _clean(values, resource, dropped)
         if times:
             series.append(ContainerSeries(pod, container, resource, times, points))
+    if dropped:
+        reasons = ", ".join(f"{count} {why}" for why, count in sorted(dropped.items()))
+        logger.warning("Prometheus %s answer: left out %s", resource, reasons)
     return series
 
 

@@ -113,7 +113,9 @@ def sizing_for(cluster: Cluster, raw_pod: Mapping[str, Any], namespace: str) -> 
     annotations = cluster.workload_annotations(namespace, key.kind, key.name)
     if key.kind == "Pod":
         annotations = (raw_pod.get("metadata") or {}).get("annotations") or {}
-    policy, _ = policy_from_annotations(annotations)
+    policy, problems = policy_from_annotations(annotations)
+    if problems:  # as the updater does: nothing is sized on a policy its owner mistyped
+        raise PodProblem("; ".join(p.unusable() for p in problems))
     return Sizing(recommendation, policy, claim_templates=cluster.claim_templates(key))
 
 
@@ -126,6 +128,7 @@ def review(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
         sizing = sizing_for(cluster, pod, str(request.get("namespace", "")))
         operations = mutate(pod, sizing)
     except (PodProblem, RecommendationProblem) as error:
+        logger.warning("new pod in %s admitted unsized: %s", request.get("namespace"), error)
         return review_response(uid, [], [f"bridgescale did not size this pod: {error}"])
     if operations:
         logger.info("sizing new pod in %s: %s", request.get("namespace"), json.dumps(operations))
