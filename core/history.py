@@ -267,6 +267,8 @@ class History:
         self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
     ) -> Any:
         attempts = self.settings.retries + 1
+        logger.debug("query %s over [%.0f, %.0f] step %ds at %s", query, start, end, step,
+                     self.settings.url)  # fmt: skip
         for attempt in range(attempts):
             try:
                 return prometheus.custom_query_range(

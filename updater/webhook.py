@@ -34,6 +34,7 @@ from bridgescale.updater.recommendations import RecommendationProblem, recommend
 logger = logging.getLogger("bridgescale.updater.webhook")
 VALIDITY = dt.timedelta(days=30)
 MAX_BODY = 4 * 1024 * 1024
+CLIENT_SECONDS = 10.0  # the API server gives up on the webhook after 3 s anyway
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -135,6 +136,34 @@ def review(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
     return review_response(uid, operations)
 
 
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS whose TLS handshake happens in each connection's own thread, with a timeout: a
+    client that connects and says nothing cannot stall the accept loop and so every other pod's
+    admission (a wrapped listening socket would shake hands in that loop)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+    ) -> None:  # fmt: skip
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(CLIENT_SECONDS)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            logger.debug("TLS handshake with %s failed: %s", client_address, error)
+            return
+        try:
+            # typeshed types the handler's server as its own class, not this subclass
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        finally:
+            tls.close()
+
+
 class WebhookServer:
     """HTTPS on `port` (0: any free one) in a background thread."""
 
@@ -148,8 +177,7 @@ class WebhookServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert, key)
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = _TLSServer((host, port), self._handler(), context)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -157,6 +185,8 @@ class WebhookServer:
         cluster = self.cluster
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_SECONDS  # a client that stops sending holds its thread no longer
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if not 0 < length <= MAX_BODY:
