@@ -132,6 +132,8 @@ def _loop(
     wake = threading.Event()
     pods.watch_pods_in_background(api, wake)
     while True:
+        # TODO(the reconciler checks the Lease before each action): the Lease is renewed once
+        # per pass, so a pass longer than its 30 s could overlap with a new leader's.
         # An API server that is down or restarting fails the lease renewal as much as the pass:
         # either way this replica waits for the next round instead of exiting.
         try:
