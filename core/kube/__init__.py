@@ -104,10 +104,18 @@ def new_client(kubeconfig: Path | None = None) -> client.ApiClient:
             return client.ApiClient()
         except config.ConfigException:
             pass
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig) if kubeconfig else None
-    )
+    try:
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+    except (config.ConfigException, OSError) as error:
+        where = kubeconfig or "$KUBECONFIG (or ~/.kube/config)"
+        raise KubeConfigError(f"cannot use the kubeconfig {where}: {error}") from error
     return api
+
+
+class KubeConfigError(Exception):
+    """No usable kubeconfig and not in a cluster: a setup error, told in one line."""
 
 
 FIELD_MANAGER = "bridgescale"
