@@ -135,11 +135,13 @@ def test_the_api_server_restarted_while_a_resize_is_pending(
     assert pod.metadata.generation == 2  # resized once, not again after the restart
     assert pod.spec.containers[0].resources.requests == TARGET
     assert pod.status.container_statuses[0].resources.requests == TARGET
-    assert _count(api, bridges, "bridge-0", "Resized") == 1
+    # The API server may go away between the PATCH and its Event: at most one, never two.
+    events = _count(api, bridges, "bridge-0", "Resized")
+    assert events <= 1
     checked(
         f"API server down {downtime:.1f} s with a Deferred resize pending: the updater kept "
         "running, acted on a new pod after the restart, and the pending pod was resized once "
-        "(generation 2, same uid, spec = applied = target, 1 Resized event)"
+        f"(generation 2, same uid, spec = applied = target, {events} Resized event)"
     )
 
 
@@ -203,7 +205,7 @@ def test_the_leader_killed_mid_work_is_replaced_and_no_action_is_taken_twice(
     first = _service(updater_kubeconfig, service_log("first"), MAX_CHANGES_PER_MINUTE="1")
     second: subprocess.Popen[bytes] | None = None
     try:
-        eventually(lambda: _holder_is(api, first.pid), 90, "the first replica to lead")
+        eventually(lambda: _holder_is(api, first.pid), 60, "the first replica to lead")
         second = _service(updater_kubeconfig, service_log("second"), MAX_CHANGES_PER_MINUTE="1")
 
         def one_resized() -> list[str]:
@@ -223,14 +225,16 @@ def test_the_leader_killed_mid_work_is_replaced_and_no_action_is_taken_twice(
         report(api, bridges, other)
         time.sleep(12)  # one more pass of the new leader (it wakes at least every 10 s)
         assert second.poll() is None
+        transitions = (_holder(api) or ("", 0))[1]
     finally:
         _stop(first)
         if second is not None:
             _stop(second)
 
+    assert _holder(api) is None  # stopped by SIGTERM, the new leader gave the Lease up
+
     generations = {name: _generation(api, bridges, name) for name in names}
     resized = {name: _count(api, bridges, name, "Resized") for name in names}
-    transitions = (_holder(api) or ("", 0))[1]
     assert generations == dict.fromkeys(names, 2)
     # The kill may fall between the PATCH and its Event: at most one Event, never two.
     assert resized[other] == 1
@@ -239,5 +243,5 @@ def test_the_leader_killed_mid_work_is_replaced_and_no_action_is_taken_twice(
         f"leader SIGKILLed after resizing {done[0]}; the follower took the Lease and resized "
         f"{other} {failover:.0f} s later; generations {generations}, Resized events {resized} "
         f"(each pod resized exactly once; generation counts resizes), "
-        f"lease transitions {transitions}"
+        f"lease transitions {transitions}; the Lease released on SIGTERM"
     )
