@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bridgescale.kube import updater_events
+from bridgescale.kube import admission, updater_events
+from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.policy import MAX_ALLOWED, UPDATE_MODE
+from bridgescale.updater.webhook import WebhookServer
 from tests.cluster.test_updater import _reconciler
 from tests.cluster.updater_support import (
     GROUP,
@@ -99,3 +101,31 @@ def test_an_unusable_recommendation_is_reported_and_not_applied(
     (note,) = _warnings(api, bridges, "pod-bridge-0", "RecommendationUnusable")
     assert named in note
     checked(f"target {target}: Warning RecommendationUnusable {note!r}; pod resourceVersion kept")
+
+
+def test_the_webhook_does_not_size_a_pod_with_a_mistyped_annotation(
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, node: str,
+    checked: Callable[[str], None],
+) -> None:  # fmt: skip
+    server = WebhookServer(KubeCluster(as_updater))
+    server.start()
+    url = f"https://127.0.0.1:{server.port}/mutate"
+    admission.register_webhook(as_updater, url, server.ca_bundle)
+    core = client.CoreV1Api(api)
+    try:
+        recommend(api, bridges, "Pod", "held", TARGET)
+        recommend(api, bridges, "Pod", "sized", TARGET)
+        manifest: dict[str, Any] = bare_pod("held", node)
+        manifest["metadata"]["annotations"] = {MAX_ALLOWED: "cpu=2,memory=4G1"}
+        core.create_namespaced_pod(bridges, manifest)
+        core.create_namespaced_pod(bridges, bare_pod("sized", node))
+    finally:
+        client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(admission.NAME)
+        server.stop()
+
+    held = core.read_namespaced_pod("held", bridges).spec.containers[0].resources.requests
+    sized = core.read_namespaced_pod("sized", bridges).spec.containers[0].resources.requests
+    assert held == {"cpu": "500m", "memory": "256Mi"}  # as its owner wrote it
+    assert sized == TARGET
+    checked(f"webhook: a pod with max-allowed 'cpu=2,memory=4G1' admitted as written ({held}); "
+            f"its neighbour sized to {sized}")  # fmt: skip
