@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
-from bridgescale import __version__, logs
+from bridgescale import __version__, kube, logs
 from bridgescale.commands import (
     backtest,
     demo,
@@ -50,4 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logs.configure(arguments.log_level, arguments.log_format)
-    sys.exit(arguments.handler(arguments))
+    try:
+        sys.exit(arguments.handler(arguments))
+    except kube.KubeConfigError as error:
+        logging.getLogger("bridgescale").error("%s", error)
+        sys.exit(2)

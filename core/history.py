@@ -10,8 +10,10 @@ retries is `PrometheusUnavailable`, an expected outcome the caller turns into a 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,10 +26,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridgescale.quantity import POD
+from bridgescale.quantity import POD, largest
 
 UsageResource = Literal["cpu", "memory", "gpu-memory"]
 MIB = 1024**2
+logger = logging.getLogger("bridgescale.history")
 
 
 class PrometheusUnavailable(Exception):
@@ -180,49 +183,72 @@ def parse_point(value: Any) -> float:
         return math.nan
 
 
-def clean_points(raw: Iterable[Sequence[Any]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Time-ordered finite points from `[[time, "value"], ...]`: NaN and infinities dropped, and
-    of two points at the same time the later one in the answer kept."""
+def _clean(
+    raw: Iterable[Any], resource: UsageResource, dropped: Counter[str]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     by_time: dict[float, float] = {}
     for point in raw:
-        if len(point) != 2:
+        if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
+            dropped["malformed"] += 1
             continue
         stamp, value = parse_point(point[0]), parse_point(point[1])
-        if math.isfinite(stamp) and math.isfinite(value):
+        if not (math.isfinite(stamp) and math.isfinite(value)):
+            dropped["NaN or infinite"] += 1
+        elif value < 0:  # no usage is negative (a rate across a mishandled counter reset is)
+            dropped["negative"] += 1
+        elif value > largest(resource):
+            dropped["beyond any real size"] += 1
+        else:
             by_time[stamp] = value
     ordered = sorted(by_time.items())
     return tuple(t for t, _ in ordered), tuple(v for _, v in ordered)
 
 
+def clean_points(
+    raw: Iterable[Any], resource: UsageResource = "memory"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Time-ordered usable points from `[[time, "value"], ...]`: NaN, infinities, negative
+    values and values no real size reaches dropped; of two points at the same time the later
+    one in the answer kept."""
+    return _clean(raw, resource, Counter())
+
+
 def _by_container(
-    result: Any, key: str, pod_level: bool = False
+    result: Any, key: str, dropped: Counter[str], pod_level: bool = False
 ) -> Iterator[tuple[str, str, list[Any]]]:
-    """(pod, container, entry[key]) of each well-formed entry of a query's `result`; entries of
-    `pod_level` queries carry no container label and are named POD."""
+    """(pod, container, entry[key]) of each well-formed entry of a query's `result`, counting
+    the others in `dropped`; entries of `pod_level` queries carry no container label and are
+    named POD."""
     for entry in result if isinstance(result, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        labels, payload = entry.get("metric"), entry.get(key)
-        if not isinstance(labels, Mapping) or not isinstance(payload, list):
-            continue
-        pod, container = labels.get("pod"), POD if pod_level else labels.get("container")
-        if isinstance(pod, str) and isinstance(container, str):
+        labels = entry.get("metric") if isinstance(entry, Mapping) else None
+        payload = entry.get(key) if isinstance(entry, Mapping) else None
+        pod = labels.get("pod") if isinstance(labels, Mapping) else None
+        container = POD if pod_level else (labels or {}).get("container")
+        if isinstance(payload, list) and isinstance(pod, str) and isinstance(container, str):
             yield pod, container, payload
+        else:
+            dropped["malformed series"] += 1
+
+
+def _log_dropped(resource: UsageResource, dropped: Counter[str]) -> None:
+    if dropped:
+        reasons = ", ".join(f"{count} {why}" for why, count in sorted(dropped.items()))
+        logger.warning("Prometheus %s answer: left out %s", resource, reasons)
 
 
 def parse_matrix(
     result: Any, resource: UsageResource, pod_level: bool = False
 ) -> list[ContainerSeries]:
-    """Series of a range query's `result`; malformed entries and empty series are left out.
-    Series of `pod_level` queries carry no container label: they are named POD."""
+    """Series of a range query's `result`; malformed entries, unusable points and empty series
+    are left out, with one log line saying how many and why. Series of `pod_level` queries
+    carry no container label: they are named POD."""
     series = []
-    for pod, container, values in _by_container(result, "values", pod_level):
-        times, points = clean_points(values)
-        if resource == "cpu":  # a rate is never negative; drop what a store got wrong
-            kept = [(t, v) for t, v in zip(times, points, strict=True) if v >= 0]
-            times, points = tuple(t for t, _ in kept), tuple(v for _, v in kept)
+    dropped: Counter[str] = Counter()
+    for pod, container, values in _by_container(result, "values", dropped, pod_level):
+        times, points = _clean(values, resource, dropped)
         if times:
             series.append(ContainerSeries(pod, container, resource, times, points))
+    _log_dropped(resource, dropped)
     return series
 
 
@@ -303,6 +329,8 @@ class History:
     def _query_range(
         self, prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
     ) -> Any:
+        logger.debug("query %s over [%.0f, %.0f] step %ds at %s", query, start, end, step,
+                     self.settings.url)  # fmt: skip
         return self._retrying(
             lambda: prometheus.custom_query_range(
                 query, start_time=_utc(start), end_time=_utc(end), step=f"{step}s"
@@ -362,19 +390,21 @@ class History:
         usage: dict[tuple[str, str], dict[UsageResource, float]] = {}
         for resource, query in usage_queries(namespace, window_seconds).items():
             result = self._retrying(partial(prometheus.custom_query, query))
-            for (pod, container), value in parse_vector(result).items():
+            for (pod, container), value in parse_vector(result, resource).items():
                 usage.setdefault((pod, container), {})[resource] = value
         return usage
 
 
-def parse_vector(result: Any) -> dict[tuple[str, str], float]:
-    """Values of an instant query's `result` by (pod, container); malformed entries, NaN,
-    infinities and negative values (no usage is negative) are left out."""
+def parse_vector(result: Any, resource: UsageResource = "memory") -> dict[tuple[str, str], float]:
+    """Values of an instant query's `result` by (pod, container); malformed entries and
+    unusable values (as `clean_points` says) are left out, with one log line."""
     values = {}
-    for pod, container, point in _by_container(result, "value"):
-        _, points = clean_points([point])
-        if points and points[0] >= 0:
+    dropped: Counter[str] = Counter()
+    for pod, container, point in _by_container(result, "value", dropped):
+        _, points = _clean([point], resource, dropped)
+        if points:
             values[(pod, container)] = points[0]
+    _log_dropped(resource, dropped)
     return values
 
 

@@ -62,6 +62,7 @@ RECREATE_INSTEAD: dict[ResizeResult, tuple[RecreateReason, str]] = {
     ),
 }
 Clock = Callable[[], dt.datetime]
+HELD = "its pods are left as they are until the annotation is fixed"
 
 
 def utc_now() -> dt.datetime:
@@ -189,12 +190,17 @@ class Reconciler:
                 groups[key].append((pod, raw))
         return groups
 
-    def _policy(self, key: WorkloadKey) -> WorkloadPolicy:
+    def _policy(self, key: WorkloadKey) -> tuple[WorkloadPolicy, str | None]:
+        """The workload's policy, and why its pods are held when an annotation is unusable: a
+        mistyped mode or bound must not let the updater act on what the owner did not ask."""
         annotations = self.cluster.workload_annotations(key.namespace, key.kind, key.name)
         policy, problems = policy_from_annotations(annotations)
-        for problem in problems:
-            self._tell(_workload_ref(key), "PolicyIgnored", str(problem), warning=True)
-        return policy
+        if not problems:
+            return policy, None
+        held = f"{'; '.join(p.unusable() for p in problems)}; {HELD}"
+        if self._tell(_workload_ref(key), "PolicyUnusable", held, warning=True):
+            logger.warning("%s %s/%s: %s", key.kind, key.namespace, key.name, held)
+        return policy, held
 
     def _plan_namespace(self, namespace: str) -> list[Planned]:
         recommendations = self._recommendations(namespace)
@@ -203,7 +209,13 @@ class Reconciler:
             recommendation = recommendations.get((key.kind, key.name))
             if recommendation is None:
                 continue
-            policy = self._policy(key)
+            policy, held = self._policy(key)
+            if held is not None:
+                planned += [
+                    Planned(key, pod, raw, Skip(held), recommendation, policy)
+                    for pod, raw in members
+                ]
+                continue
             recreating = any(_disrupted(raw) for _, raw in members)
             for pod, raw in members:
                 decision = self._decide(pod, recommendation, policy)
@@ -386,13 +398,15 @@ class Reconciler:
 
     def _tell(
         self, regarding: Mapping[str, str], reason: str, note: str, *, warning: bool = False
-    ) -> None:
-        """An Event, once per object and message (a decision repeated each pass is told once)."""
+    ) -> bool:
+        """An Event, once per object and message (a decision repeated each pass is told once);
+        True when this call told it."""
         key = f"{regarding.get('kind')}/{regarding.get('namespace')}/{regarding.get('name')}"
         if self._told.get(key) == reason + note or self.dry_run:
-            return
+            return False
         self._told[key] = reason + note
         self.cluster.emit(regarding, reason, note, warning=warning)
+        return True
 
 
 def recommended_total(

@@ -4,9 +4,12 @@ that cannot work) and serve the admission webhook that sizes new pods."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from bridgescale.updater.usage import PeakWindow, ScrapedUsage
 from bridgescale.updater.webhook import WebhookServer
 
 logger = logging.getLogger("bridgescale.updater")
+LEASE = "bridgescale-updater"
 
 
 def register(commands: Any) -> None:
@@ -140,6 +144,9 @@ def run(arguments: argparse.Namespace) -> int:
         try:
             if arguments.once:
                 return _once(reconciler, settings)
+            # SIGTERM (a rollout, `kubectl delete`) unwinds through the `finally` blocks: the
+            # Lease is given up at once rather than left to expire, and the webhook stopped.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             _loop(reconciler, settings, api, arguments.lease_namespace, identity)
         finally:
             if webhook is not None:
@@ -166,15 +173,34 @@ def _loop(
 
     wake = threading.Event()
     pods.watch_pods_in_background(api, wake)
+    try:
+        _lead_and_pass(reconciler, settings, api, lease_namespace, identity, wake=wake)
+    finally:
+        if lease_namespace:
+            with contextlib.suppress(kube.KubeError):
+                leases.release(api, lease_namespace, LEASE, identity)
+                logger.info("gave up the Lease %s/%s", lease_namespace, LEASE)
+
+
+def _lead_and_pass(
+    reconciler: Reconciler, settings: UpdaterSettings, api: Any, lease_namespace: str,
+    identity: str, *, wake: threading.Event,
+) -> None:  # fmt: skip
+    from bridgescale.kube import leases  # noqa: PLC0415
+
     while True:
-        leading = not lease_namespace or leases.acquire(
-            api, lease_namespace, "bridgescale-updater", identity, duration_seconds=30
-        )
-        if leading:
-            try:
+        # TODO(the reconciler checks the Lease before each action): the Lease is renewed once
+        # per pass, so a pass longer than its 30 s could overlap with a new leader's.
+        # An API server that is down or restarting fails the lease renewal as much as the pass:
+        # either way this replica waits for the next round instead of exiting.
+        try:
+            leading = not lease_namespace or leases.acquire(
+                api, lease_namespace, LEASE, identity, duration_seconds=30
+            )
+            if leading:
                 _report(reconciler.run_pass())
-            except Exception:
-                logger.exception("updater pass failed; retrying at the next one")
+        except Exception:
+            logger.exception("updater pass failed; retrying at the next one")
         wake.wait(timeout=min(settings.resync_seconds, 10.0) if lease_namespace else
                   settings.resync_seconds)  # fmt: skip
         wake.clear()

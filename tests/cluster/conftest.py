@@ -18,6 +18,13 @@ from bridgescale.localcluster.environment import LocalEnvironment, crd_manifests
 from bridgescale.localcluster.prometheus import ScrapeTarget
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
+from tests.cluster.updater_support import (
+    UPDATER_ACCOUNT,
+    UPDATER_NAMESPACE,
+    apply_updater_rbac,
+    create_node,
+    opt_in,
+)
 
 # Another checkout's tests on the same machine may use the default ports: set
 # BRIDGESCALE_TEST_PORT_BASE to run on others.
@@ -130,3 +137,39 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     wait_for_default_account(api, name)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def updater_kubeconfig(
+    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
+) -> Path:
+    """A kubeconfig of the updater's service account, with the RBAC from deploy/updater/."""
+    apply_updater_rbac(api)
+    path: Path = local_cluster.mint_kubeconfig(UPDATER_NAMESPACE, UPDATER_ACCOUNT)
+    return path
+
+
+@pytest.fixture
+def as_updater(updater_kubeconfig: Path) -> Iterator[client.ApiClient]:
+    with kube.new_client(updater_kubeconfig) as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def node(api: client.ApiClient, namespace: str) -> Iterator[str]:
+    """A node no simulator runs: the test writes its pods' status as a kubelet would."""
+    name = f"node-{namespace}"
+    create_node(api, name)
+    yield name
+    client.CoreV1Api(api).delete_node(name)
+
+
+@pytest.fixture
+def bridges(api: client.ApiClient, namespace: str) -> Iterator[str]:
+    """An opted-in namespace; its pods are removed at once afterwards (no kubelet waits)."""
+    opt_in(api, namespace)
+    yield namespace
+    core = client.CoreV1Api(api)
+    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
+    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)

@@ -1,5 +1,5 @@
-"""deploy/ installs into a real API server, and its RBAC gives each service what it needs and no
-`update` of pods: the updater changes pods only through pods/resize and the Eviction API."""
+"""deploy/ installs into a real API server. Its RBAC (exactly what each service uses, checked with
+SubjectAccessReviews) and the containers' hardening are tested in test_security.py."""
 
 from __future__ import annotations
 
@@ -126,54 +126,3 @@ def test_a_misspelt_service_monitor_is_refused(
     )  # fmt: skip
     assert applied.returncode != 0
     assert "intervall" in applied.stderr
-
-
-def _can(api: client.ApiClient, account: str, verb: str, resource: str,
-         subresource: str = "") -> bool:  # fmt: skip
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": f"system:serviceaccount:{NAMESPACE}:{account}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"],
-            "resourceAttributes": {
-                "namespace": "bridges",
-                "verb": verb,
-                "resource": resource,
-                "subresource": subresource,
-            },
-        },
-    }
-    allowed: bool = (
-        client.AuthorizationV1Api(api).create_subject_access_review(review).status.allowed
-    )
-    return allowed
-
-
-@pytest.fixture(scope="module")
-def deployed_rbac(api: client.ApiClient) -> None:
-    """The service accounts and RBAC of deploy/, for real (not the Deployments, which would run
-    on the shared test cluster's simulated nodes)."""
-    rbac = [
-        DEPLOY / "system/namespace.yaml",
-        DEPLOY / "recommender/rbac.yaml",
-        DEPLOY / "updater/rbac.yaml",
-    ]
-    kube.apply(api, kube.load_manifests(*rbac))
-
-
-@pytest.mark.parametrize("account", ACCOUNTS)
-@pytest.mark.parametrize("verb", ["update", "patch", "delete"])
-def test_no_service_account_can_change_pods_directly(
-    api: client.ApiClient, deployed_rbac: None, account: str, verb: str
-) -> None:
-    assert not _can(api, account, verb, "pods")
-
-
-def test_the_updater_resizes_and_evicts(api: client.ApiClient, deployed_rbac: None) -> None:
-    updater = "bridgescale-updater"
-    assert _can(api, updater, "patch", "pods", "resize")
-    assert _can(api, updater, "create", "pods", "eviction")
-    assert not _can(api, updater, "update", "pods", "resize")
-    assert not _can(api, "bridgescale-recommender", "patch", "pods", "resize")
-    assert not _can(api, "bridgescale-recommender", "create", "pods", "eviction")

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -457,12 +458,14 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.fault
 def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
     api: client.ApiClient,
     bridges: tuple[str, str],
     prometheus: PrometheusServer,
     recommender_kubeconfig: Path,
     tmp_path: Path,
+    checked: Callable[[str], None],
 ) -> None:
     namespace, _ = bridges
     base = f"http://127.0.0.1:{SERVICE_PORT}"
@@ -503,6 +506,10 @@ def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
         provided = {c["type"]: c["status"] for c in after["status"]["conditions"]}
         assert provided["RecommendationProvided"] == "True"
         assert 'resource="memory",workload="router"' in _get(f"{base}/metrics")[1]
+        checked(
+            "Prometheus stopped under the running service: PrometheusUnavailable True, targets "
+            "and RecommendationProvided kept, /metrics still serves the last recommendations"
+        )
     finally:
         service.terminate()
         try:
@@ -512,3 +519,72 @@ def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
         log.close()
         print((tmp_path / "recommender.log").read_text()[-4000:])
         prometheus.start()
+
+
+def _connected_to(port: int) -> bool:
+    """Whether some local socket has a TCP connection established to `port` on loopback."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and int(remote.split(":")[1], 16) == port:
+            return True
+    return False
+
+
+def _once(kubeconfig: Path, prometheus: PrometheusServer) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _bridgescale(kubeconfig, prometheus, "recommender", "--once"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_environment(),
+    )
+
+
+@pytest.mark.fault
+def test_prometheus_killed_in_the_middle_of_a_query_keeps_the_last_recommendations(
+    api: client.ApiClient,
+    bridges: tuple[str, str],
+    prometheus: PrometheusServer,
+    recommender_kubeconfig: Path,
+    checked: Callable[[str], None],
+) -> None:
+    namespace, _ = bridges
+    first = _once(recommender_kubeconfig, prometheus)
+    assert first.wait(timeout=300) == 0, first.communicate()[0][-3000:]
+    before = _recommendations(api, namespace)
+    supervisor: ProcessSupervisor = prometheus.supervisor  # type: ignore[attr-defined]
+    process = supervisor.find("prometheus")
+    assert process is not None
+
+    # Frozen, Prometheus still accepts connections (the kernel does) but answers none: the
+    # cycle's first query is then in flight when the process is killed.
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        cycle = _once(recommender_kubeconfig, prometheus)
+        _wait_for(lambda: _connected_to(PROMETHEUS_PORT), 120, "a query to Prometheus")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+    output = cycle.communicate(timeout=300)[0]
+    supervisor.stop("prometheus")
+    print(output[-3000:])
+    after = _recommendations(api, namespace)
+    conditions = {c["type"]: c for c in after["router"]["status"]["conditions"]}
+    unavailable = conditions["PrometheusUnavailable"]
+    assert unavailable["status"] == "True"
+    assert {n: _targets(r) for n, r in after.items()} == {n: _targets(r) for n, r in before.items()}
+    assert cycle.returncode == 1
+    assert "Traceback" not in output
+
+    prometheus.start()
+    again = _once(recommender_kubeconfig, prometheus)
+    assert again.wait(timeout=300) == 0, again.communicate()[0][-3000:]
+    recovered = _recommendations(api, namespace)
+    conditions = {c["type"]: c for c in recovered["router"]["status"]["conditions"]}
+    assert conditions["PrometheusUnavailable"]["status"] == "False"
+    assert set(recovered) == set(before)
+    checked(
+        f"Prometheus SIGKILLed with a query in flight: the cycle ended with exit 1 and no "
+        f"traceback; {len(after)} recommendations kept their targets with PrometheusUnavailable "
+        f"True ({unavailable['message'][:80]!r}); after a restart the next cycle cleared it"
+    )
