@@ -17,11 +17,9 @@ import pytest
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from bridgescale import kube
 from bridgescale.commands.updater import peak_window
 from bridgescale.kube import admission, updater_events
 from bridgescale.kube.updater_cluster import KubeCluster
-from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.processes import ProcessSupervisor
 from bridgescale.localcluster.prometheus import MetricFamily, PrometheusServer, SeriesHistory
 from bridgescale.quantity import MiB, parse, round_up
@@ -51,11 +49,7 @@ from tests.cluster.test_dra import (
 )
 from tests.cluster.test_resize_pod_level import wait_envelope
 from tests.cluster.updater_support import (
-    UPDATER_ACCOUNT,
-    UPDATER_NAMESPACE,
-    apply_updater_rbac,
     deployment_of,
-    opt_in,
     recommend,
 )
 from tests.cluster.waiting import eventually
@@ -66,25 +60,10 @@ HISTORY_PORT = TEST_PORT_BASE + 22
 USAGE = {"sim.bridgescale.dev/profile": "constant", "sim.bridgescale.dev/memory": "300Mi"}
 
 
-@pytest.fixture(scope="module")
-def as_updater(
-    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
-) -> Iterator[client.ApiClient]:
-    apply_updater_rbac(api)
-    kubeconfig: Path = local_cluster.mint_kubeconfig(UPDATER_NAMESPACE, UPDATER_ACCOUNT)
-    with kube.new_client(kubeconfig) as api_client:
-        yield api_client
-
-
 @pytest.fixture
-def bridges(api: client.ApiClient, namespace: str, simulator: list[str]) -> Iterator[str]:
-    opt_in(api, namespace)
-    yield namespace
-    # Free the nodes at once for the next test: no grace period to wait out.
-    core = client.CoreV1Api(api)
-    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
-    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
-    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+def bridges(bridges: str, simulator: list[str]) -> str:
+    """The opted-in namespace of conftest, with the node simulator running its pods."""
+    return bridges
 
 
 def _mine(actions: list[Action], namespace: str) -> list[tuple[str, str]]:
