@@ -176,9 +176,10 @@ def decide(
     resize = plan_resize(pod, recommendations, policy, usage, settings)
     if resize is None:
         return Skip("requests and limits match the recommendation")
-    cooling = pod.last_resize and now - pod.last_resize < settings.cool_down
-    if cooling and not resize.scales_up:
-        return Wait(f"cool-down after the resize at {pod.last_resize}")
+    if pod.last_resize and now - pod.last_resize < settings.cool_down:
+        # Growth cannot wait; what would go down waits for the cool-down to end.
+        rising = resize.increases_only()
+        return rising or Wait(f"cool-down after the resize at {pod.last_resize}")
     return resize
 
 

@@ -63,6 +63,23 @@ class ContainerChange:
             for r in SIZED
         )
 
+    def increases_only(self) -> ContainerChange | None:
+        """This change with every resource that would go down kept at its size; None when
+        nothing goes up."""
+        requests, limits = dict(self.requests), dict(self.limits)
+        after = Container(self.container, self.requests, self.limits)
+        for resource in SIZED:
+            old, new = size(self.before, resource), size(after, resource)
+            if old is not None and new is not None and new < old:
+                for kept, before in ((requests, self.before.requests),
+                                     (limits, self.before.limits)):  # fmt: skip
+                    if resource in before:
+                        kept[resource] = before[resource]
+                    else:
+                        kept.pop(resource, None)
+        rising = ContainerChange(self.container, requests, limits, self.before, self.reasons)
+        return rising if rising.scales_up else None
+
     def describe(self) -> str:
         after = Container(self.container, self.requests, self.limits)
         moves = []
@@ -93,6 +110,14 @@ class Resize:
     @property
     def scales_up(self) -> bool:
         return any(change.scales_up for change in self.all_changes)
+
+    def increases_only(self) -> Resize | None:
+        """This resize without its decreases (during a cool-down); None when nothing rises."""
+        changes = tuple(c for c in (c.increases_only() for c in self.changes) if c is not None)
+        envelope = self.envelope.increases_only() if self.envelope else None
+        if not changes and envelope is None:
+            return None
+        return Resize(self.pod, changes, envelope)
 
     def describe(self) -> str:
         return "; ".join(change.describe() for change in self.all_changes)
