@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
-from bridgescale import __version__, logs
-from bridgescale.commands import backtest, demo, dev, recommend, recommender, traces, updater
+from bridgescale import __version__, kube, logs
+from bridgescale.commands import (
+    backtest,
+    demo,
+    dev,
+    recommend,
+    recommender,
+    settings,
+    traces,
+    updater,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     traces.register(commands)
     recommender.register(commands)
     recommend.register(commands)
+    settings.register(commands)
     return parser
 
 
@@ -40,4 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logs.configure(arguments.log_level, arguments.log_format)
-    sys.exit(arguments.handler(arguments))
+    try:
+        sys.exit(arguments.handler(arguments))
+    except kube.KubeConfigError as error:
+        logging.getLogger("bridgescale").error("%s", error)
+        sys.exit(2)

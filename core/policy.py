@@ -50,6 +50,10 @@ class PolicyProblem:
     def __str__(self) -> str:
         return f"annotation {self.annotation}={self.value!r} ignored: {self.problem}"
 
+    def unusable(self) -> str:
+        """The problem where the updater holds the workload rather than ignore the annotation."""
+        return f"annotation {self.annotation}={self.value!r} unusable: {self.problem}"
+
 
 @dataclass(frozen=True)
 class WorkloadPolicy:

@@ -14,10 +14,18 @@ from typing import Literal, get_args
 from kubernetes.utils import parse_quantity
 
 Resource = Literal["cpu", "memory", "gpu-memory"]
+# The container name that stands for a whole pod's envelope (pod-level `spec.resources`) in
+# recommendations, checkpoints and metrics, as cAdvisor names a pod's own cgroup.
+POD = ""
 RESOURCES: tuple[Resource, ...] = get_args(Resource)
 MiB = 1024**2
 GiB = 1024**3
 _BINARY_SUFFIXES = (("Ti", 1024**4), ("Gi", GiB), ("Mi", MiB), ("Ki", 1024))
+# Kubernetes holds a quantity's value as a 64-bit integer (cpu in millicores): anything larger
+# is no real size, and the API server could not store it as one.
+_MAX_INT64 = Decimal(2**63 - 1)
+MAX_BYTES = float(_MAX_INT64)
+MAX_CORES = MAX_BYTES / 1000
 
 
 class QuantityError(ValueError):
@@ -37,18 +45,23 @@ def parse(value: str | int | float, resource: Resource) -> float:
         raise QuantityError(f"{value!r} is not a finite quantity")
     if amount < 0:
         raise QuantityError(f"{value!r} is negative; {resource} must be at least 0")
-    result = float(amount)
-    if not math.isfinite(result):
+    if amount * (1000 if resource == "cpu" else 1) > _MAX_INT64:
         raise QuantityError(f"{value!r} is too large for {resource}")
+    result = float(amount)
     if resource != "cpu" and not result.is_integer():
         result = math.ceil(result)  # bytes are whole; round up, never under-size
     return result
 
 
+def largest(resource: Resource) -> float:
+    """The largest amount of `resource` Kubernetes can hold."""
+    return MAX_CORES if resource == "cpu" else MAX_BYTES
+
+
 def format_cpu(cores: float) -> str:
     """Millicores rounded up (the kubelet's granularity): 0.25 -> "250m", 2.0 -> "2"."""
     _check(cores, "cpu")
-    millicores = math.ceil(round(cores * 1000, 6))
+    millicores = _units_up(cores, 0.001)
     if millicores % 1000 == 0:
         return str(millicores // 1000)
     return f"{millicores}m"
@@ -73,8 +86,15 @@ def round_up(value: float, resource: Resource) -> float:
     memory and GPU memory."""
     _check(value, resource)
     if resource == "cpu":
-        return math.ceil(round(value * 1000, 6)) / 1000
-    return float(math.ceil(round(value / MiB, 6)) * MiB)
+        return _units_up(value, 0.001) / 1000
+    return float(_units_up(value, MiB) * MiB)
+
+
+def _units_up(value: float, unit: float) -> int:
+    """Whole units at or above `value`, float noise (a millionth of a unit) aside; a positive
+    amount is at least one unit, never rounded to nothing."""
+    units = math.ceil(round(value / unit, 6))
+    return max(units, 1) if value > 0 else units
 
 
 def _check(value: float, resource: Resource) -> None:

@@ -54,6 +54,13 @@ class EnvironmentStatus:
     env_file: Path | None
 
 
+def crd_manifests(root: Path) -> list[Path]:
+    """The files of bridgescale's CustomResourceDefinitions in deploy/crds/ (without the
+    folder's kustomization)."""
+    folder = root / "deploy" / "crds"
+    return sorted(path for path in folder.glob("*.yaml") if path.name != "kustomization.yaml")
+
+
 class LocalEnvironment:
     def __init__(
         self, settings: LocalClusterSettings, progress: Callable[[str], None] = lambda _: None
@@ -106,8 +113,7 @@ class LocalEnvironment:
 
     def _install_crds(self) -> None:
         """bridgescale's own CustomResourceDefinitions, so its services can run right away."""
-        root = find_project_root(Path(__file__).resolve().parent)
-        crds = sorted((root / "deploy" / "crds").glob("*.yaml"))
+        crds = crd_manifests(find_project_root(Path(__file__).resolve().parent))
         if crds:
             with self.api_client() as api:
                 kube.apply(api, kube.load_manifests(*crds))

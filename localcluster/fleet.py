@@ -62,28 +62,33 @@ def _bridge_pod(app: str, scale: float, gpu_claim: str | None = None) -> Body:
     }
 
 
-def manifests() -> list[Body]:
-    """Every object of the demo fleet, in the order they can be created."""
-    namespace: Body = {
+def manifests(namespace: str = NAMESPACE, scale: float = 1.0) -> list[Body]:
+    """Every object of the demo fleet, in the order they can be created; `scale` sizes every
+    bridge (and its simulated usage) down or up, for tests that share nodes."""
+    opted_in: Body = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": {ENABLED_LABEL: "true"}},
+        "metadata": {"name": namespace, "labels": {ENABLED_LABEL: "true"}},
     }
     lidar: Body = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": {"name": "lidar-bridge", "namespace": NAMESPACE},
+        "metadata": {"name": "lidar-bridge", "namespace": namespace},
         "spec": {
             "replicas": 2,
             "serviceName": "lidar-bridge",
             "selector": {"matchLabels": {"app": "lidar-bridge"}},
-            "template": _bridge_pod("lidar-bridge", 1.0),
+            "template": _bridge_pod("lidar-bridge", scale),
         },
     }
-    camera = _deployment("camera-bridge", 2, _bridge_pod("camera-bridge", 0.5))
+    camera = _deployment("camera-bridge", 2, _bridge_pod("camera-bridge", 0.5 * scale))
     gpu_template = _mig_claim_template("pointcloud-gpu", "1g.10gb")
-    pointcloud = _deployment("pointcloud", 1, _bridge_pod("pointcloud", 1.0, "pointcloud-gpu"))
-    return [namespace, lidar, camera, gpu_template, pointcloud]
+    gpu_template["metadata"]["namespace"] = namespace
+    gpu_pod = _bridge_pod("pointcloud", scale, "pointcloud-gpu")
+    pointcloud = _deployment("pointcloud", 1, gpu_pod)
+    for workload in (camera, pointcloud):
+        workload["metadata"]["namespace"] = namespace
+    return [opted_in, lidar, camera, gpu_template, pointcloud]
 
 
 def _deployment(name: str, replicas: int, template: Body) -> Body:

@@ -56,21 +56,26 @@ class LocalClusterSettings(BaseSettings):
         le=65000,
         description="First of the loopback ports used: etcd on port_base + 0 and +1, the API "
         "server on +3, the controller-manager on +4, the scheduler on +5, Prometheus on +6, the "
-        "node simulator's metrics on +7.",
+        "node simulator's metrics on +7, the demo's recommender /metrics on +8 and its "
+        "updater's on +9.",
     )
     etcd_unsafe_no_fsync: bool = Field(
         default=True,
         description="Skip fsync in etcd: a throwaway local cluster needs no durability across "
         "power loss, and fsync dominates its latency on shared disks.",
     )
-    ready_timeout_seconds: float = Field(default=120.0, gt=0)
+    ready_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long `dev up` waits for each part to be ready."
+    )
     history_days: float = Field(
         default=7.0,
         ge=0,
         le=30,
         description="Days of metrics history backfilled into Prometheus before it starts.",
     )
-    scrape_interval_seconds: int = Field(default=15, ge=1, le=300)
+    scrape_interval_seconds: int = Field(
+        default=15, ge=1, le=300, description="How often the local Prometheus scrapes."
+    )
     simulator: bool = Field(
         default=True, description="Start the node simulator (the tests start their own)."
     )
@@ -119,3 +124,11 @@ class LocalClusterSettings(BaseSettings):
     @property
     def simulator_metrics_port(self) -> int:
         return self.port_base + 7
+
+    @property
+    def recommender_metrics_port(self) -> int:
+        return self.port_base + 8
+
+    @property
+    def updater_metrics_port(self) -> int:
+        return self.port_base + 9

@@ -83,11 +83,11 @@ def _interpolated_quantile(values: FloatArray, q: float) -> FloatArray:
     return result
 
 
-def seasonal_profile(means: FloatArray, next_hour: int, ahead: int) -> FloatArray:
-    """The largest of the next `ahead` hours of the hour-of-day profile of hourly means.
+def hourly_profile(means: FloatArray, next_hour: int, ahead: int) -> FloatArray:
+    """The expected mean usage of each of the next `ahead` hours (from `next_hour`), per row.
 
-    The profile is the mean over the last six days of the same hour's mean usage, scaled by how
-    the last six hours compare with the profile at those hours (the level moved since).
+    It is the mean over the last six days of the same hour's mean usage, scaled by how the last
+    six hours compare with the profile at those hours (the level moved since).
     """
     days = 24 * np.arange(1, 7)
     coming = next_hour + np.arange(ahead)
@@ -99,7 +99,13 @@ def seasonal_profile(means: FloatArray, next_hour: int, ahead: int) -> FloatArra
     with np.errstate(invalid="ignore", divide="ignore"):
         level = np.where(usable, recent, 0.0).sum(axis=1) / np.where(usable, then, 0.0).sum(axis=1)
     level = np.where(np.isfinite(level), np.clip(level, 0.5, 2.0), 1.0)
-    result: FloatArray = _nan_reduce(np.nanmax, profile) * level
+    result: FloatArray = profile * level[:, None]
+    return result
+
+
+def seasonal_profile(means: FloatArray, next_hour: int, ahead: int) -> FloatArray:
+    """The largest of the next `ahead` hours of `hourly_profile`."""
+    result: FloatArray = _nan_reduce(np.nanmax, hourly_profile(means, next_hour, ahead))
     return result
 
 

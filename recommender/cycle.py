@@ -3,6 +3,10 @@
 A cycle reads every opted-in namespace first and folds its new usage into the model, then asks
 the model once, then publishes per namespace. A namespace whose history cannot be read keeps
 its published recommendations and gets a `PrometheusUnavailable` condition; the others go on.
+
+A workload whose pods set pod-level resources also gets an envelope: the summed usage of each
+pod's containers is a series of the container POD, sized by the model's envelope variant in a
+fleet of its own; containers without resources of their own then get no recommendation.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from bridgescale.kube import workloads as kube_workloads
 from bridgescale.kube.workloads import ApiClient, Workload
 from bridgescale.logs import ObjectLogger
 from bridgescale.models import registry
+from bridgescale.models.envelope import envelope_recommender
 from bridgescale.policy import PolicyProblem
-from bridgescale.quantity import QuantityError, Resource, parse
+from bridgescale.quantity import POD, QuantityError, Resource, parse
 from bridgescale.recommender.discovery import PodOwners
 from bridgescale.recommender.fleet import (
     ContainerKey,
@@ -100,6 +105,7 @@ class Engine:
         self.clock = clock
         self.read_only = read_only  # a report: log policy problems, record no Events
         self.fleet = Fleet(registry.create(settings.model))
+        self.envelopes = Fleet(envelope_recommender(settings.model))
         self.cursor: dict[str, float] = {}  # namespace: history read up to here
         self._restored: set[str] = set()
         self._reported: set[tuple[str, str]] = set()  # (uid, problem) already sent as Events
@@ -134,8 +140,9 @@ class Engine:
         end = math.floor(now / step) * step
         earliest = end - self.settings.initial_history_hours * 3600
         start = max(self.cursor.get(namespace, earliest), earliest)
+        pod_level = any(w.envelope is not None for w in workloads)
         try:
-            usage = self.history.namespace_usage(namespace, start, end, step)
+            usage = self.history.namespace_usage(namespace, start, end, step, pod_level)
         except PrometheusUnavailable as error:
             self.metrics.errors.labels("prometheus").inc()
             logger.warning("history of namespace %s not read: %s", namespace, error)
@@ -148,14 +155,14 @@ class Engine:
     def _restore(self, namespace: str, workloads: list[Workload]) -> None:
         """Load the namespace's checkpoints once, before its first history read."""
         by_target = {(w.ref.kind, w.ref.name): w for w in workloads}
-        saved: list[Saved] = []
+        saved: dict[bool, list[Saved]] = {False: [], True: []}  # by "is an envelope"
         for checkpoint in kube_checkpoints.list_checkpoints(self.api, namespace):
             workload = by_target.get((checkpoint.target_ref["kind"], checkpoint.target_ref["name"]))
             if workload is None or checkpoint.model != self.fleet.model.name:
                 continue
             for container in checkpoint.containers:
                 key = container_key(workload, container.container)
-                saved.append(
+                saved[container.container == POD].append(
                     Saved(
                         key,
                         container.state,
@@ -164,16 +171,18 @@ class Engine:
                         container.oom_time,
                     )
                 )
-        problems = dict(self.fleet.restore_all(saved))
-        for key, error in problems.items():
-            logger.warning(
-                "checkpoint of %s/%s %s not used, starting over: %s",
-                key.namespace,
-                key.workload,
-                key.container,
-                error,
-            )
-        ends = [item.history_end for item in saved if item.key not in problems]
+        ends = []
+        for pod_level, items in saved.items():
+            problems = dict(self.fleet_of(POD if pod_level else "").restore_all(items))
+            for key, error in problems.items():
+                logger.warning(
+                    "checkpoint of %s/%s %s not used, starting over: %s",
+                    key.namespace,
+                    key.workload,
+                    key.container,
+                    error,
+                )
+            ends += [item.history_end for item in items if item.key not in problems]
         if ends:
             self.cursor[namespace] = min(ends)
             logger.info(
@@ -193,7 +202,7 @@ class Engine:
                 ),
                 None,
             )
-            for container in workload.containers:
+            for container in workload.sized():
                 policy, problems = container_policy(container.name, workload.annotations, vpa)
                 read.policies[container_key(workload, container.name)] = policy
                 self._report(workload, problems)
@@ -224,7 +233,7 @@ class Engine:
                 float(series.values.max()),
             )
             workload = owners.workload_of(series.pod)
-            if workload is None or series.container not in {c.name for c in workload.containers}:
+            if workload is None or series.container not in {c.name for c in workload.sized()}:
                 continue
             key = container_key(workload, series.container)
             usage.append(Usage(key, series.resource, series.times, series.values))
@@ -247,16 +256,29 @@ class Engine:
                 limit,
             )
             kills.append(OomKill(container_key(workload, kill.container), kill.time, limit))
-        points = self.fleet.observe(usage, kills, end)
-        self.fleet.advance(read.policies, end)
+            envelope_limit = _memory_limit(workload, POD)
+            if envelope_limit:  # the pod cgroup's limit may have been what killed it
+                kills.append(OomKill(container_key(workload, POD), kill.time, envelope_limit))
+        points = 0
+        for fleet, pod_level in ((self.fleet, False), (self.envelopes, True)):
+            points += fleet.observe(
+                [u for u in usage if (u.key.container == POD) == pod_level],
+                [k for k in kills if (k.key.container == POD) == pod_level],
+                end,
+            )
+            fleet.advance([k for k in read.policies if (k.container == POD) == pod_level], end)
         read.points = read_usage.points
         self.metrics.series_read.inc(len(read_usage.series))
         self.metrics.points_read.inc(points)
 
     # Recommending ------------------------------------------------------------------------
 
+    def fleet_of(self, container: str) -> Fleet:
+        """The fleet that sizes `container`: the envelopes' for POD."""
+        return self.envelopes if container == POD else self.fleet
+
     def recommend(self, reads: list[NamespaceRead], now: float) -> dict[str, list[WorkloadResult]]:
-        found = self.fleet.recommend(now)
+        found = {**self.fleet.recommend(now), **self.envelopes.recommend(now)}
         results: dict[str, list[WorkloadResult]] = {}
         for read in reads:
             results[read.namespace] = [
@@ -271,7 +293,7 @@ class Engine:
         found: dict[ContainerKey, ModelRecommendation],
     ) -> WorkloadResult:
         containers = []
-        for container in workload.containers:
+        for container in workload.sized():
             key = container_key(workload, container.name)
             policy = read.policies.get(key)
             model_result = found.get(key)
@@ -321,18 +343,19 @@ class Engine:
 
     def _save_checkpoint(self, workload: Workload) -> None:
         containers = []
-        for container in workload.containers:
+        for container in workload.sized():
             key = container_key(workload, container.name)
-            if key not in self.fleet.rows:
+            fleet = self.fleet_of(container.name)
+            if key not in fleet.rows:
                 continue
-            row = self.fleet.rows[key]
+            row = fleet.rows[key]
             containers.append(
                 kube_checkpoints.ContainerCheckpoint(
                     container=container.name,
-                    history_end=float(self.fleet.history_end[row]),
-                    state=self.fleet.save(key),
-                    oom_floor=float(self.fleet.oom_floor[row]),
-                    oom_time=float(self.fleet.oom_time[row]),
+                    history_end=float(fleet.history_end[row]),
+                    state=fleet.save(key),
+                    oom_floor=float(fleet.oom_floor[row]),
+                    oom_time=float(fleet.oom_time[row]),
                 )
             )
         if not containers:
@@ -350,7 +373,7 @@ class Engine:
 
 
 def _memory_limit(workload: Workload, container: str) -> float | None:
-    for spec in workload.containers:
+    for spec in workload.sized():
         if spec.name == container and "memory" in spec.limits:
             try:
                 return parse(spec.limits["memory"], "memory")

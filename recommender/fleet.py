@@ -3,14 +3,15 @@
 Samples of all pods of a workload's container feed one row, as the VPA aggregates them. The
 model is built to decide once an hour (its costs decay and its change budget count per call):
 the first cycle of each hour commits a decision; the cycles in between ask the model on a copy
-of the state, so new samples and OOM kills still show at once without spending the budget.
+of the state what it would decide at the end of the hour with the samples seen so far, so a
+peak of the hour in progress and OOM kills show at once without spending the budget.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from bridgescale.models import checkpoint
 from bridgescale.models.base import HOUR, OomEvents, Reason, Recommender, SampleBatch
 from bridgescale.models.base import REASON_TEXT as MODEL_REASONS
+from bridgescale.models.bridgescale import cpu_load_forecast
 from bridgescale.quantity import MiB, Resource
 
 MODEL_RESOURCE: dict[Resource, str] = {"cpu": "cpu", "memory": "memory", "gpu-memory": "vram"}
@@ -75,6 +77,7 @@ class ModelRecommendation:
     upper_bound: dict[Resource, float] = field(default_factory=dict)
     missing: dict[Resource, str] = field(default_factory=dict)
     confidence: float = 0.0
+    cpu_profile: tuple[float, ...] = ()  # expected mean cores per hour, from the current hour
 
 
 def oom_floor(memory_limit: float) -> float:
@@ -221,8 +224,18 @@ class Fleet:
             raw = self.model.recommend(self.state, now)
             self._committed_hour = hour
         else:
-            raw = self.model.recommend({k: v.copy() for k, v in self.state.items()}, now)
-        return {key: self._container(raw, row, now) for key, row in self.rows.items()}
+            # As of the hour's end: the model reads only whole hours, and the hour in progress
+            # would otherwise count only at the next commit.
+            provisional = {k: v.copy() for k, v in self.state.items()}
+            raw = self.model.recommend(provisional, (hour + 1) * HOUR)
+        profiles = cpu_load_forecast(self.state, now)
+        found = {}
+        for key, row in self.rows.items():
+            result = self._container(raw, row, now)
+            if profiles is not None and np.isfinite(profiles[row]).all():
+                result = replace(result, cpu_profile=tuple(float(v) for v in profiles[row]))
+            found[key] = result
+        return found
 
     def _container(self, raw: Mapping[str, Any], row: int, now: float) -> ModelRecommendation:
         result = ModelRecommendation()

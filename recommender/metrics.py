@@ -10,7 +10,8 @@ from bridgescale.recommender.fleet import ContainerKey
 from bridgescale.recommender.status import ContainerResult
 
 BOUNDS = {"target": "target", "lower": "lower_bound", "upper": "upper_bound"}
-Labels = tuple[str, str, str, str, str, str]
+Labels = tuple[str, ...]
+Published = tuple[Gauge, Labels]
 
 
 class RecommenderMetrics:
@@ -20,6 +21,18 @@ class RecommenderMetrics:
             "bridgescale_recommendation",
             "Recommended amount: cores for cpu, bytes for memory and gpu-memory.",
             ["namespace", "kind", "workload", "container", "resource", "bound"],
+            registry=self.registry,
+        )
+        self.recommendation_info = Gauge(
+            "bridgescale_recommendation_info",
+            "1 per recommended container; the model label names the model that made it.",
+            ["namespace", "kind", "workload", "container", "model"],
+            registry=self.registry,
+        )
+        self.workload_pod = Gauge(
+            "bridgescale_workload_pod_info",
+            "1 per live pod of a tracked workload: joins per-pod series to their workload.",
+            ["namespace", "kind", "workload", "pod"],
             registry=self.registry,
         )
         self.cycle_duration = Histogram(
@@ -54,26 +67,38 @@ class RecommenderMetrics:
             "When the last cycle ended (Unix time).",
             registry=self.registry,
         )
-        self._published: dict[str, set[Labels]] = {}
+        self._published: dict[str, set[Published]] = {}
         for source in ("prometheus", "kubernetes", "unexpected"):
             self.errors.labels(source)
 
     def publish(
-        self, namespace: str, results: Iterable[tuple[ContainerKey, ContainerResult]]
+        self,
+        namespace: str,
+        results: Iterable[tuple[ContainerKey, ContainerResult]],
+        pods: Iterable[tuple[str, str, str]] = (),
     ) -> None:
-        """Set the namespace's recommendation gauges; series of containers gone are removed."""
-        fresh: set[Labels] = set()
+        """Set the namespace's gauges: recommendations, the model of each container, and the
+        pods (kind, workload, pod) of its workloads; series no longer true are removed."""
+        fresh: set[Published] = set()
         for key, result in results:
+            workload = (key.namespace, key.kind, key.workload, key.container)
             for bound, attribute in BOUNDS.items():
                 for resource, value in getattr(result, attribute).items():
-                    labels = (key.namespace, key.kind, key.workload, key.container, resource, bound)
+                    labels: Labels = (*workload, resource, bound)
                     self.recommendation.labels(*labels).set(value)
-                    fresh.add(labels)
-        for labels in self._published.get(namespace, set()) - fresh:
-            self.recommendation.remove(*labels)
+                    fresh.add((self.recommendation, labels))
+            info = (*workload, result.model)
+            self.recommendation_info.labels(*info).set(1)
+            fresh.add((self.recommendation_info, info))
+        for kind, workload_name, pod in pods:
+            pod_labels = (namespace, kind, workload_name, pod)
+            self.workload_pod.labels(*pod_labels).set(1)
+            fresh.add((self.workload_pod, pod_labels))
+        for gauge, gone in self._published.get(namespace, set()) - fresh:
+            gauge.remove(*gone)
         self._published[namespace] = fresh
 
     def forget(self, namespace: str) -> None:
         """Drop a namespace that left (label removed): its series go."""
-        for labels in self._published.pop(namespace, set()):
-            self.recommendation.remove(*labels)
+        for gauge, labels in self._published.pop(namespace, set()):
+            gauge.remove(*labels)

@@ -71,7 +71,15 @@ class Publisher:
             for result in results:
                 publish_one(result)
         if read.history_error is None:
-            self.metrics.publish(read.namespace, [pair for r in results for pair in r.containers])
+            self.metrics.publish(
+                read.namespace,
+                [pair for r in results for pair in r.containers],
+                [
+                    (r.workload.ref.kind, r.workload.ref.name, p)
+                    for r in results
+                    for p in r.workload.pods
+                ],
+            )
 
     def _due(self, previous: Mapping[str, Any], fresh: Mapping[str, Any], now: dt.datetime) -> bool:
         """Whether a status must be written: it changed, or its lastUpdateTime is older than

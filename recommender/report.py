@@ -39,7 +39,7 @@ def report_rows(
     for read in reads:
         for workload_result in results.get(read.namespace, []):
             workload = workload_result.workload
-            specs = {c.name: c for c in workload.containers}
+            specs = {c.name: c for c in workload.sized()}
             for _, result in workload_result.containers:
                 spec = specs[result.container]
                 rows.append(

@@ -23,7 +23,9 @@ class RecommenderSettings(BaseSettings):
         le=24 * 30,
         description="history read for a namespace seen for the first time (one week)",
     )
-    checkpoint_interval_seconds: int = Field(default=600, ge=10, le=86400)
+    checkpoint_interval_seconds: int = Field(
+        default=600, ge=10, le=86400, description="how often model state is saved to the API"
+    )
     status_refresh_seconds: int = Field(
         default=600,
         ge=0,
@@ -38,8 +40,12 @@ class RecommenderSettings(BaseSettings):
     kubeconfig: Path | None = Field(default=None, description="else in-cluster or $KUBECONFIG")
     host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
-    leader_election: bool = True
-    lease_namespace: str = "bridgescale-system"
-    lease_name: str = "bridgescale-recommender"
-    lease_duration_seconds: int = Field(default=30, ge=5, le=600)
-    identity: str = Field(default_factory=socket.gethostname, min_length=1)
+    leader_election: bool = Field(default=True, description="one active replica, on a Lease")
+    lease_namespace: str = Field(default="bridgescale-system", description="the Lease's namespace")
+    lease_name: str = Field(default="bridgescale-recommender", description="the Lease's name")
+    lease_duration_seconds: int = Field(
+        default=30, ge=5, le=600, description="a leader silent this long is replaced"
+    )
+    identity: str = Field(
+        default_factory=socket.gethostname, min_length=1, description="holder name (the host name)"
+    )

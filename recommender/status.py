@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import RESOURCES, Resource, format_quantity, round_up
+from bridgescale.quantity import POD, RESOURCES, Resource, format_quantity, round_up
 from bridgescale.recommender.fleet import ModelRecommendation
 
 HORIZON = "1h"  # the model forecasts the coming hour's peak
+LOAD_STEP_SECONDS = 3600
 PROVIDED = "RecommendationProvided"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 BOUND_FIELDS = ("target", "lowerBound", "upperBound", "uncappedTarget")
@@ -30,6 +31,7 @@ class ContainerResult:
     uncapped_target: dict[Resource, float] = field(default_factory=dict)
     missing: dict[Resource, str] = field(default_factory=dict)
     confidence: float = 0.0
+    cpu_profile: tuple[float, ...] = ()  # expected mean cores per hour, from the current hour
 
     def bounds(self) -> dict[str, dict[Resource, float]]:
         return {
@@ -50,7 +52,9 @@ def cap(
 ) -> ContainerResult:
     """The model's amounts within the policy: controlled resources only, GPU memory only for
     containers with a claim, each bound clamped to min/max, lower <= target <= upper."""
-    result = ContainerResult(container, model, confidence=found.confidence)
+    result = ContainerResult(
+        container, model, confidence=found.confidence, cpu_profile=found.cpu_profile
+    )
     for resource in RESOURCES:
         if resource not in policy.controlled or (resource == "gpu-memory" and not has_gpu_claim):
             continue
@@ -125,11 +129,14 @@ def recommendation_status(
     previous: Mapping[str, Any],
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """A ResourceRecommendation status from fresh results, Prometheus having answered."""
+    """A ResourceRecommendation status from fresh results, Prometheus having answered; the
+    envelope (the result of POD) as `podRecommendation`."""
     entries = [e for e in (_container_entry(r) for r in results) if e is not None]
+    envelope = next((e for e in entries if e["containerName"] == POD), None)
+    entries = [e for e in entries if e is not envelope]
     conditions = list(previous.get("conditions") or [])
     missing = _missing_message(results)
-    if entries:
+    if entries or envelope is not None:
         provided = condition(
             conditions,
             PROVIDED,
@@ -155,11 +162,34 @@ def recommendation_status(
         message="Prometheus answered",
         now=now,
     )
-    return {
+    status: dict[str, Any] = {
         "containerRecommendations": entries,
         "horizon": HORIZON,
         "lastUpdateTime": _timestamp(now),
         "conditions": [provided, available],
+    }
+    forecast = load_forecast(results, now)
+    if forecast is not None:
+        status["loadForecast"] = forecast
+    if envelope is not None:
+        del envelope["containerName"]
+    status["podRecommendation"] = envelope  # null removes a stale one from the merge patch
+    return status
+
+
+def load_forecast(results: Sequence[ContainerResult], now: dt.datetime) -> dict[str, Any] | None:
+    """The workload's expected cpu per hour from the hour holding `now`, for the updater to
+    recreate pods at the quietest one: the envelope's profile where there is one (its usage is
+    the containers' sum), else the containers' profiles summed; None unless each has one."""
+    envelope = [r.cpu_profile for r in results if r.container == POD]
+    profiles = envelope or [r.cpu_profile for r in results]
+    if not profiles or any(not p or len(p) != len(profiles[0]) for p in profiles):
+        return None
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return {
+        "start": _timestamp(hour),
+        "stepSeconds": LOAD_STEP_SECONDS,
+        "cpu": [round(max(sum(step), 0.0), 3) for step in zip(*profiles, strict=True)],
     }
 
 
@@ -179,9 +209,12 @@ VPA_RESOURCES: tuple[Resource, ...] = ("cpu", "memory")
 def vpa_status(
     results: Sequence[ContainerResult], previous: Mapping[str, Any], now: dt.datetime
 ) -> dict[str, Any]:
-    """The VPA's `status`: its recommendation in its own format (cpu and memory only)."""
+    """The VPA's `status`: its recommendation in its own format (cpu and memory only; the VPA
+    has no pod-level recommendation, so an envelope is left out)."""
     entries = []
     for result in results:
+        if result.container == POD:
+            continue
         entry: dict[str, Any] = {"containerName": result.container}
         for name, amounts in result.bounds().items():
             entry[name] = quantities({r: v for r, v in amounts.items() if r in VPA_RESOURCES})

@@ -34,7 +34,13 @@ from bridgescale.simulator.admission import (
 )
 from bridgescale.simulator.api import RawApi
 from bridgescale.simulator.nodes import SimulatedNode
-from bridgescale.simulator.pods import PodRecord, ResizeCondition, new_record, pod_status
+from bridgescale.simulator.pods import (
+    HEALTHY,
+    PodRecord,
+    ResizeCondition,
+    new_record,
+    pod_status,
+)
 from bridgescale.simulator.resources import CPU, MEMORY, Body
 from bridgescale.simulator.settings import SimulatorSettings
 from bridgescale.simulator.usage import Usage, container_usage
@@ -59,6 +65,19 @@ def pod_logger(record: PodRecord) -> ObjectLogger:
 class PodEvent:
     kind: str  # ADDED, MODIFIED, DELETED
     body: Body
+
+
+@dataclass(frozen=True)
+class DeviceHealthReport:
+    """A device's health as its driver reports it to the kubelet (pool = node name here)."""
+
+    pool: str
+    device: str
+    health: str
+
+    @property
+    def resource_id(self) -> str:
+        return f"{dra.DRIVER}/{self.pool}/{self.device}"
 
 
 @dataclass(order=True)
@@ -87,7 +106,8 @@ class PodWorker:
         self._clock = clock
         self.pods: dict[str, PodRecord] = {}
         self.lock = threading.Lock()
-        self.events: queue.Queue[PodEvent] = queue.Queue()
+        self.events: queue.Queue[PodEvent | DeviceHealthReport] = queue.Queue()
+        self._device_health: dict[str, str] = {}  # resource id -> health, when not Healthy
         self._timers: list[Timer] = []
         self._sequence = itertools.count()
         self._pending_resizes: list[str] = []
@@ -107,7 +127,9 @@ class PodWorker:
             except queue.Empty:
                 event = None
             try:
-                if event is not None:
+                if isinstance(event, DeviceHealthReport):
+                    self._on_health(event)
+                elif event is not None:
                     self._on_event(event)
                 self._fire_due_timers()
             except Exception:
@@ -132,6 +154,30 @@ class PodWorker:
                 self._actuate(timer.uid)
             elif timer.kind == "start":
                 self._try_start(timer.uid)
+
+    # Device health
+
+    def report_health(self, node: str, device: str, health: str) -> None:
+        """From any thread: a device's new health, applied by the worker thread."""
+        self.events.put(DeviceHealthReport(node, device, health))
+
+    def _on_health(self, report: DeviceHealthReport) -> None:
+        """Record the health and report it in the status of every pod using the device."""
+        if report.health == HEALTHY:
+            self._device_health.pop(report.resource_id, None)
+        else:
+            self._device_health[report.resource_id] = report.health
+        logger.info("device %s is %s", report.resource_id, report.health)
+        for record in list(self.pods.values()):
+            if record.running and any(d.resource_id == report.resource_id for d in record.devices):
+                self._take_health(record)
+                self._write_status(record)
+
+    def _take_health(self, record: PodRecord) -> None:
+        ids = {d.resource_id for d in record.devices}
+        health = {i: h for i, h in self._device_health.items() if i in ids}
+        with self.lock:
+            record.device_health = health
 
     # Pod events
 
@@ -171,6 +217,7 @@ class PodWorker:
             return
         now = self._clock()
         record.devices = devices
+        self._take_health(record)
         record.running = True
         for runtime in record.containers.values():
             runtime.started = now
@@ -367,6 +414,7 @@ class PodWorker:
                 for container in record.actual.containers:
                     if container.runs:
                         killed |= self._use(record, container.name, seconds, now)
+                killed |= self._pod_out_of_memory(record, now)
             if killed:
                 self._write_status(record)
 
@@ -400,6 +448,25 @@ class PodWorker:
             return True
         runtime.working_set_bytes = usage.memory_bytes
         return False
+
+    def _pod_out_of_memory(self, record: PodRecord, now: float) -> bool:
+        """The pod cgroup's limit (the envelope's memory limit) under the containers' summed
+        working set: the kernel kills the largest; True if it did."""
+        # TODO(pod-level cpu quota simulated): cpu is throttled per container limit only; a
+        # pod-level cpu limit does not yet cap the containers' sum.
+        envelope = record.actual.envelope
+        limit = envelope.limit(MEMORY) if envelope is not None else None
+        running = [record.containers[c.name] for c in record.actual.containers if c.runs]
+        if limit is None or sum(r.working_set_bytes for r in running) <= limit:
+            return False
+        victim = max(running, key=lambda runtime: runtime.working_set_bytes)
+        victim.oom_events += 1
+        victim.restart("OOMKilled", KILLED_EXIT_CODE, now)
+        pod = f"{record.namespace}/{record.name}"
+        restarted = container_usage(record.annotations, pod, victim.name, 0.0, now)
+        victim.working_set_bytes = restarted.memory_bytes
+        self._log(record).info("container %s OOMKilled at the pod's memory limit", victim.name)
+        return True
 
     def _gpu_use(self, record: PodRecord, name: str, usage: Usage) -> int:
         """GPU memory in use; a batch beyond the claim's capacity fails and is counted."""

@@ -21,9 +21,13 @@ SUFFICIENT_MEMORY = "kubelet has sufficient memory available"
 # `status.declaredFeatures` (NodeDeclaredFeatures, GA in 1.37) tells the API server and the
 # scheduler what a node can do. A v1.37.2 kubelet with default gates declares
 # InPlacePodLevelResourcesVerticalScaling, InPlacePodVerticalScalingInitContainers and
-# RestartAllContainersOnContainerExits; the simulator declares only what it does.
-# TODO(pod-level resources and container restart rules simulated): declare the other two.
-DECLARED_FEATURES = ("InPlacePodVerticalScalingInitContainers",)
+# RestartAllContainersOnContainerExits; the simulator declares only what it does. Without the
+# first, the API server's NodeDeclaredFeatureValidator refuses a resize of pod-level resources.
+# TODO(container restart rules simulated): declare RestartAllContainersOnContainerExits.
+DECLARED_FEATURES = (
+    "InPlacePodLevelResourcesVerticalScaling",
+    "InPlacePodVerticalScalingInitContainers",
+)
 
 
 @dataclass(frozen=True)

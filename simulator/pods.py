@@ -3,7 +3,9 @@
 Three sizes per pod, as upstream keeps them: `desired` (the spec), `allocated` (what admission
 accepted; `allocatedResources` in the status) and `actual` (what the "runtime" applied;
 `resources` in the status). A resize is pending while desired != allocated and in progress
-while allocated != actual.
+while allocated != actual. Each size covers the containers and the pod-level envelope; the
+status reports both levels, as a v1.37.2 kubelet with InPlacePodLevelResourcesVerticalScaling
+does for every pod (the pod level aggregated from the containers where no envelope is set).
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from datetime import UTC, datetime
 
 from bridgescale.simulator.dra import AllocatedDevice
 from bridgescale.simulator.resources import (
+    CPU,
     RESIZABLE,
     Body,
     ContainerResources,
+    Envelope,
     PodResources,
     pod_resources,
 )
 
 RESIZE_PENDING = "PodResizePending"
 RESIZE_IN_PROGRESS = "PodResizeInProgress"
+HEALTHY = "Healthy"
 
 
 def rfc3339(timestamp: float) -> str:
@@ -85,6 +90,7 @@ class PodRecord:
     pending: ResizeCondition | None = None
     in_progress: ResizeCondition | None = None
     devices: list[AllocatedDevice] = field(default_factory=list)
+    device_health: dict[str, str] = field(default_factory=dict)  # resource id -> not Healthy
     running: bool = False
 
     @property
@@ -162,7 +168,34 @@ def pod_status(record: PodRecord, host_ip: str) -> Body:
     init = [_container_status(record, c) for c in record.actual.containers if c.kind != "regular"]
     if init:
         status["initContainerStatuses"] = init
+    allocated = _pod_level(record.allocated).get("requests")
+    if allocated:
+        status["allocatedResources"] = allocated
+    applied = _pod_level(record.actual if record.running else record.allocated)
+    if applied:
+        status["resources"] = applied
     return status
+
+
+def _pod_level(resources: PodResources) -> Body:
+    """cpu and memory of the whole pod: the envelope's own text for what it names, the
+    containers' aggregate (in millicores and bytes) for the rest."""
+    envelope = resources.envelope or Envelope()
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for resource in RESIZABLE:
+        stated = envelope.requests.get(resource, envelope.limits.get(resource))
+        request = resources.requests(resource)
+        if stated is not None or request:
+            requests[resource] = stated or _quantity(resource, request)
+        limit = resources.limits(resource)
+        if limit is not None:
+            limits[resource] = envelope.limits.get(resource) or _quantity(resource, limit)
+    return Envelope(requests, limits).as_body()
+
+
+def _quantity(resource: str, value: int) -> str:
+    return f"{value}m" if resource == CPU else str(value)
 
 
 def _condition(kind: str, status: str, since: float, generation: int) -> Body:
@@ -260,14 +293,18 @@ def _reported_resources(actual: ContainerResources, allocated: ContainerResource
 
 
 def _device_health(record: PodRecord, container: str) -> list[Body]:
-    """`allocatedResourcesStatus` for the claims the container names: every device Healthy."""
+    """`allocatedResourcesStatus` for the claims the container names: each device Healthy
+    unless a fault was injected for it."""
     spec = next(c for c in _all_containers(record.body["spec"]) if c["name"] == container)
     statuses = []
     for claim in (spec.get("resources") or {}).get("claims") or []:
         request = claim.get("request")
         name = f"claim:{claim['name']}/{request}" if request else f"claim:{claim['name']}"
         devices = [
-            {"resourceID": d.resource_id, "health": "Healthy"}
+            {
+                "resourceID": d.resource_id,
+                "health": record.device_health.get(d.resource_id, HEALTHY),
+            }
             for d in record.devices
             if d.claim == claim["name"] and (not request or d.request == request)
         ]

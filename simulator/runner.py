@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from bridgescale import kube
 from bridgescale.localcluster.processes import ManagedProcess, ProcessSupervisor
-from bridgescale.simulator import dra
+from bridgescale.simulator import control, dra
 from bridgescale.simulator.api import RawApi
 from bridgescale.simulator.kubelet import PodEvent, PodWorker
 from bridgescale.simulator.metrics import (
@@ -224,8 +223,13 @@ class Simulator:
     def serve_metrics(self, port: int) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SimulatorCollector(self.container_states))
-        start_http_server(port, addr=self.settings.metrics_address, registry=registry)
-        logger.info("metrics on http://%s:%d/metrics", self.settings.metrics_address, port)
+        control.serve(self.settings.metrics_address, port, registry, self.worker.report_health)
+        logger.info(
+            "metrics on http://%s:%d/metrics, device faults on %s",
+            self.settings.metrics_address,
+            port,
+            control.DEVICE_HEALTH_PATH,
+        )
 
     def container_states(self) -> list[ContainerState]:
         with self.worker.lock:

@@ -41,7 +41,11 @@ class SimulatorSettings(BaseSettings):
     )
 
     kubeconfig: Path | None = Field(default=None, description="Defaults to $KUBECONFIG.")
-    node_prefix: str = Field(default="sim", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    node_prefix: str = Field(
+        default="sim",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Node names start with it (sim-0, sim-mig-0, ...).",
+    )
     nodes: int = Field(default=3, ge=0, le=500, description="Nodes of the plain pool.")
     mig_nodes: int = Field(default=1, ge=0, le=100, description="Nodes with an 80 GB MIG GPU.")
     shared_gpu_nodes: int = Field(
@@ -63,7 +67,7 @@ class SimulatorSettings(BaseSettings):
     )
     node_cpu: str = Field(default="8", description="Allocatable cpu of each node.")
     node_memory: str = Field(default="32Gi", description="Allocatable memory of each node.")
-    node_pods: int = Field(default=110, ge=1)
+    node_pods: int = Field(default=110, ge=1, description="Pods each node allows.")
     lease_seconds: int = Field(default=40, ge=10, description="Node lease duration.")
     node_status_seconds: float = Field(
         default=60.0, gt=0, description="How often the Ready condition is re-reported."
@@ -84,9 +88,13 @@ class SimulatorSettings(BaseSettings):
         default=5.0, gt=0, description="Step of the usage simulation (OOM kills, throttling)."
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no /metrics.")
-    metrics_address: str = "127.0.0.1"
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    metrics_address: str = Field(
+        default="127.0.0.1", description="Address of /metrics and the fault control."
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json lines for log pipelines"
+    )
 
     def pools(self) -> list[NodeLayout]:
         """Every simulated node. The nodes with swap or the static memory manager come last,

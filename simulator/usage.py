@@ -8,7 +8,10 @@ kills, throttling, metrics, the backfilled history) asks it. Profiles, by the po
 - `bridge` follows the synthetic bridge workload (`bridgescale.simulator.workload`): each
   container by its name (`router`, `telemetry`; others idle as a constant profile), scaled by
   `sim.bridgescale.dev/scale` (default 1), with draws seeded by the pod and container names, so
-  that replicas differ and history and live usage agree.
+  that replicas differ and history and live usage agree. Two more annotations turn the load
+  of a running pod, as a scenario does (the demo's load burst and point-cloud phase):
+  `sim.bridgescale.dev/load-scale` multiplies the sensor load (cpu, and memory a little) and
+  `sim.bridgescale.dev/gpu-load-scale` the GPU memory; both default to 1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ CPU_ANNOTATION = "sim.bridgescale.dev/cpu"
 MEMORY_ANNOTATION = "sim.bridgescale.dev/memory"
 GPU_MEMORY_ANNOTATION = "sim.bridgescale.dev/gpu-memory"
 SCALE_ANNOTATION = "sim.bridgescale.dev/scale"
+LOAD_SCALE_ANNOTATION = "sim.bridgescale.dev/load-scale"
+GPU_LOAD_SCALE_ANNOTATION = "sim.bridgescale.dev/gpu-load-scale"
+MAX_LOAD_SCALE = 100.0
 BRIDGE = "bridge"
 
 IDLE_CPU_CORES = 0.001
@@ -97,7 +103,22 @@ def bridge_usage(
 ) -> dict[str, workload.FloatArray]:
     """Bridge usage of a container at many instants (vectorised), for live use and history."""
     seed = workload.hash_text(f"{pod}/{container}")
-    return workload.usage(bridge_profile(annotations, container), seed, timestamps)
+    return workload.usage(
+        bridge_profile(annotations, container),
+        seed,
+        timestamps,
+        load=load_scale(annotations, LOAD_SCALE_ANNOTATION),
+        gpu_load=load_scale(annotations, GPU_LOAD_SCALE_ANNOTATION),
+    )
+
+
+def load_scale(annotations: Mapping[str, str], key: str) -> float:
+    """A load multiplier from an annotation: 1 when absent; a bad value is logged and ignored."""
+    scale = _quantity(annotations, key, 1.0)
+    if not 0 < scale <= MAX_LOAD_SCALE:
+        logger.warning("annotation %s must be in (0, %g]; using 1", key, MAX_LOAD_SCALE)
+        return 1.0
+    return scale
 
 
 def _constant(annotations: Mapping[str, str]) -> Usage:

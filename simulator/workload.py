@@ -36,6 +36,7 @@ class ContainerProfile:
     memory_bytes: float = 1 * GIB
     vram_bytes: float = 0.0
     diurnal_amplitude: float = 0.0  # 0.5: the working-day peak is 1.5x the level, night 0.5x
+    diurnal_peak_hour: float = 14.0  # UTC; the trough is 12 hours later
     step_days: float = 0.0  # 0: no step changes
     step_spread: float = 0.0  # the level is redrawn within x(1 +- spread)
     burst_probability: float = 0.0
@@ -64,6 +65,8 @@ class ContainerProfile:
         ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.diurnal_peak_hour < 24:
+            raise ValueError(f"diurnal_peak_hour must be in [0, 24), got {self.diurnal_peak_hour}")
         if self.leak_restart_days <= 0:
             raise ValueError(f"leak_restart_days must be > 0, got {self.leak_restart_days}")
 
@@ -92,6 +95,18 @@ TELEMETRY = ContainerProfile(
     leak_bytes_per_day=0.02 * GIB,
     leak_restart_days=9.0,
 )
+# A telemetry sidecar that shares the router's budget: a quarter of its size, busiest at night
+# when it compacts and uploads what the router logged by day, so the two are partly
+# anti-correlated (opposite diurnal phase, independent bursts).
+NIGHT_TELEMETRY = replace(
+    TELEMETRY,
+    cpu_cores=0.3,
+    memory_bytes=0.75 * GIB,
+    diurnal_amplitude=0.6,
+    diurnal_peak_hour=2.0,
+    burst_probability=0.02,
+    burst_factor=2.0,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,9 @@ class BridgeProfile:
     containers: dict[str, ContainerProfile] = field(
         default_factory=lambda: {"router": ROUTER, "telemetry": TELEMETRY}
     )
+
+
+SHARED_BUDGET = BridgeProfile({"router": ROUTER, "telemetry": NIGHT_TELEMETRY})
 
 
 def _uniform(seed: int, stream: str, slot: npt.NDArray[np.int64]) -> FloatArray:
@@ -121,11 +139,21 @@ def hash_text(text: str) -> int:
     return value
 
 
-def usage(profile: ContainerProfile, seed: int, timestamps: FloatArray) -> dict[str, FloatArray]:
-    """cpu (cores), memory and vram (bytes) of one container at each of `timestamps`."""
+def usage(
+    profile: ContainerProfile,
+    seed: int,
+    timestamps: FloatArray,
+    load: float = 1.0,
+    gpu_load: float = 1.0,
+) -> dict[str, FloatArray]:
+    """cpu (cores), memory and vram (bytes) of one container at each of `timestamps`.
+
+    `load` multiplies the sensor load (the level that drives cpu, and memory a little), and
+    `gpu_load` the point-cloud work on the GPU (vram): the inputs a scenario turns, such as
+    the demo's load burst."""
     time = np.asarray(timestamps, dtype=np.float64)
     slot = np.floor(time / SLOT).astype(np.int64)
-    level = _diurnal(profile, time) * _steps(profile, seed, time)
+    level = _diurnal(profile, time) * _steps(profile, seed, time) * load
     burst = _uniform(seed, "burst", slot) < profile.burst_probability
     boost = np.where(burst, profile.burst_factor, 1.0)
     jitter = 0.9 + 0.2 * _uniform(seed, "jitter", slot)
@@ -134,13 +162,13 @@ def usage(profile: ContainerProfile, seed: int, timestamps: FloatArray) -> dict[
     memory = memory + _leak(profile, seed, time)
     batch = _uniform(seed, "gpu", slot) < profile.gpu_batch_probability
     spike = profile.gpu_batch_bytes * _uniform(seed, "gpu-size", slot) * batch
-    vram = np.where(profile.vram_bytes > 0, profile.vram_bytes + spike, 0.0)
+    vram = np.where(profile.vram_bytes > 0, (profile.vram_bytes + spike) * gpu_load, 0.0)
     return {"cpu": cpu, "memory": memory, "vram": vram}
 
 
 def _diurnal(profile: ContainerProfile, time: FloatArray) -> FloatArray:
-    # Peak at 14:00 UTC, trough at 02:00.
-    phase = 2 * np.pi * ((time % DAY) / DAY - 8 / 24)
+    # A sine peaking at `diurnal_peak_hour` UTC (14:00 by default, trough at 02:00).
+    phase = 2 * np.pi * ((time % DAY) / DAY - (profile.diurnal_peak_hour - 6) / 24)
     result: FloatArray = 1.0 + profile.diurnal_amplitude * np.sin(phase)
     return result
 
@@ -161,23 +189,28 @@ def _leak(profile: ContainerProfile, seed: int, time: FloatArray) -> FloatArray:
     return result
 
 
-def fleet(series: int, seed: int) -> list[tuple[str, ContainerProfile, int]]:
-    """`series` containers of bridges of varied sizes: (name, profile, seed) for each.
+def fleet(
+    series: int, seed: int, bridge: BridgeProfile | None = None
+) -> list[tuple[str, ContainerProfile, int]]:
+    """`series` containers of bridges of varied sizes: (name, profile, seed) for each, named
+    `bridge-NNNN/container`.
 
-    Bridges have a router and a telemetry sidecar; about one bridge in ten is `constant`
-    (an idle standby). Sizes spread over a decade (log-normal)."""
+    Bridges have the containers of `bridge` (a router and a telemetry sidecar by default);
+    about one bridge in ten is `constant` (an idle standby). Sizes spread over a decade
+    (log-normal)."""
     if series < 1:
         raise ValueError(f"series must be >= 1, got {series}")
     rng = np.random.default_rng(seed)
+    containers = (bridge or BridgeProfile()).containers
     result: list[tuple[str, ContainerProfile, int]] = []
-    bridge = 0
+    index = 0
     while len(result) < series:
         size = float(rng.lognormal(0.0, 0.7))
         standby = rng.random() < 0.1
-        for name, profile in BridgeProfile().containers.items():
+        for name, profile in containers.items():
             scaled = CONSTANT if standby else _scaled(profile, size, rng)
-            result.append((f"bridge-{bridge:04d}/{name}", scaled, seed * 100_003 + len(result)))
-        bridge += 1
+            result.append((f"bridge-{index:04d}/{name}", scaled, seed * 100_003 + len(result)))
+        index += 1
     return result[:series]
 
 

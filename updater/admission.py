@@ -2,6 +2,10 @@
 recommendation, and point its DRA claims at the templates the updater chose. Pure: the server
 (updater/webhook.py) reads the cluster and hands the facts in.
 
+A pod with pod-level resources (`spec.resources`) gets its envelope from the recommendation's
+`podRecommendation`, in the envelope's QoS class and no lower than its containers' requests
+together; its containers without resources of their own are left so.
+
 The answer is a JSON patch on the pod; a pod that cannot be sized is admitted unchanged (with
 the reason in the AdmissionReview's warnings), never refused: the webhook's failurePolicy is
 Ignore and it must not become the reason a bridge cannot start.
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import UpdateMode, WorkloadPolicy
-from bridgescale.quantity import format_quantity, round_up
+from bridgescale.quantity import POD, format_quantity, round_up
 from bridgescale.updater.pods import (
     SIZED,
     Container,
@@ -27,7 +31,7 @@ from bridgescale.updater.pods import (
     read_amounts,
 )
 from bridgescale.updater.recommendations import Recommendation
-from bridgescale.updater.sizing import plan_container
+from bridgescale.updater.sizing import fit_envelope, plan_container
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,10 @@ def _resources(container: Mapping[str, Any], requests: Mapping[Sized, float],
     return resources
 
 
-def _read(raw: Mapping[str, Any], index: int) -> Container:
+def _read(raw: Mapping[str, Any], where: str) -> Container:
     resources = raw.get("resources") or {}
-    where = f"spec.containers[{index}].resources"
     return Container(
-        name=str(raw.get("name")),
+        name=str(raw.get("name", POD)),
         requests=read_amounts(resources.get("requests"), SIZED, f"{where}.requests", PodProblem),
         limits=read_amounts(resources.get("limits"), SIZED, f"{where}.limits", PodProblem),
     )
@@ -91,17 +94,27 @@ def _read(raw: Mapping[str, Any], index: int) -> Container:
 
 def _size_containers(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, Any]]:
     recommendation = sizing.recommendation
-    raw_containers = (pod.get("spec") or {}).get("containers") or []
-    containers = tuple(_read(raw, i) for i, raw in enumerate(raw_containers))
-    qos = qos_class(containers)
+    spec = pod.get("spec") or {}
+    raw_containers = spec.get("containers") or []
+    containers = tuple(
+        _read(raw, f"spec.containers[{i}].resources") for i, raw in enumerate(raw_containers)
+    )
+    envelope = _read({"resources": spec.get("resources")}, "spec.resources")
+    has_envelope = bool(envelope.requests or envelope.limits)
+    qos = qos_class((envelope,) if has_envelope else containers)
     if recommendation is None or qos is QoSClass.BEST_EFFORT:
         return []
     operations = []
+    new_requests = []
     for index, (raw, container) in enumerate(zip(raw_containers, containers, strict=True)):
+        new_requests.append(container.requests)
+        if has_envelope and not (container.requests or container.limits):
+            continue  # lives inside the envelope
         planned = initial_resources(container, sizing, recommendation, qos)
         if planned is None:
             continue
         requests, limits = planned
+        new_requests[-1] = requests
         operations.append(
             {
                 "op": "replace" if "resources" in raw else "add",
@@ -109,6 +122,11 @@ def _size_containers(pod: Mapping[str, Any], sizing: Sizing) -> list[dict[str, A
                 "value": _resources(raw, requests, limits),
             }
         )
+    planned = initial_resources(envelope, sizing, recommendation, qos) if has_envelope else None
+    if planned is not None:
+        requests, limits = fit_envelope(*planned, new_requests, qos)
+        value = _resources({"resources": spec.get("resources")}, requests, limits)
+        operations.append({"op": "replace", "path": "/spec/resources", "value": value})
     return operations
 
 

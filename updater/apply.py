@@ -118,7 +118,7 @@ def recreate(
 ) -> RecreateOutcome:
     """Evict the pod once some node can hold `wanted`; a bare pod's manifest is saved in the
     API server first, at its new size, and `restore_saved_pods` creates it again."""
-    node = cluster_node_with_room(cluster, wanted, pod.uid)
+    node = cluster_node_with_room(cluster, wanted, pod.uid, raw.get("spec") or {})
     if node is None:
         amounts = ", ".join(f"{r} {format_quantity(wanted[r], r)}" for r in SIZED if r in wanted)
         return RecreateOutcome(RecreateResult.NO_ROOM, f"no node has room for {amounts}")
@@ -129,9 +129,12 @@ def recreate(
 
 
 def cluster_node_with_room(
-    cluster: Cluster, wanted: Mapping[Sized, float], leaving_uid: str
+    cluster: Cluster,
+    wanted: Mapping[Sized, float],
+    leaving_uid: str,
+    spec: Mapping[str, Any] | None = None,
 ) -> str | None:
-    return node_with_room(cluster.list_nodes(), cluster.all_pods(), wanted, leaving_uid)
+    return node_with_room(cluster.list_nodes(), cluster.all_pods(), wanted, leaving_uid, spec)
 
 
 def restore_saved_pods(cluster: Cluster, namespace: str) -> list[str]:

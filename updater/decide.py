@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridgescale.policy import UpdateMode, WorkloadPolicy
+from bridgescale.quantity import POD
 from bridgescale.updater.pods import SIZED, Container, Pod, Sized
 from bridgescale.updater.recommendations import ContainerRecommendation
 from bridgescale.updater.settings import UpdaterSettings
@@ -36,6 +37,7 @@ class RecreateReason(StrEnum):
     IN_PROGRESS_TIMEOUT = "InProgressTimeout"
     CLAIMS_NOT_RESIZABLE = "ClaimsNotResizable"  # kubernetes/kubernetes#138641
     CLAIM_SWAP = "ClaimSwap"
+    GPU_UNHEALTHY = "GPUUnhealthyMigration"  # an Unhealthy or tainted device: a healthy one
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,20 @@ def revert(pod: Pod) -> Resize | None:
         if requests != container.requests or limits != container.limits:
             reason = ("the kubelet refused the last resize; back to the applied size",)
             changes.append(ContainerChange(container.name, requests, limits, container, reason))
-    return Resize(pod, tuple(changes)) if changes else None
+    envelope = _revert_envelope(pod)
+    return Resize(pod, tuple(changes), envelope) if changes or envelope else None
+
+
+def _revert_envelope(pod: Pod) -> ContainerChange | None:
+    envelope, applied = pod.envelope, pod.applied_envelope
+    if envelope is None or applied is None:
+        return None
+    requests = _restored(envelope.requests, applied.requests)
+    limits = _restored(envelope.limits, applied.limits)
+    if requests == envelope.requests and limits == envelope.limits:
+        return None
+    reason = ("the kubelet refused the last resize; back to the applied size",)
+    return ContainerChange(POD, requests, limits, envelope, reason)
 
 
 def _restored(wanted: Mapping[Sized, float], applied: Mapping[Sized, float]) -> dict[Sized, float]:
@@ -161,15 +176,19 @@ def decide(
     resize = plan_resize(pod, recommendations, policy, usage, settings)
     if resize is None:
         return Skip("requests and limits match the recommendation")
-    cooling = pod.last_resize and now - pod.last_resize < settings.cool_down
-    if cooling and not resize.scales_up:
-        return Wait(f"cool-down after the resize at {pod.last_resize}")
+    if pod.last_resize and now - pod.last_resize < settings.cool_down:
+        # Growth cannot wait; what would go down waits for the cool-down to end.
+        rising = resize.increases_only()
+        return rising or Wait(f"cool-down after the resize at {pod.last_resize}")
     return resize
 
 
 def applied_matches(pod: Pod) -> bool:
     """True when the kubelet reports the pod's spec resources as applied to every container."""
-    return all(_same(container, pod.applied.get(container.name)) for container in pod.containers)
+    envelope = pod.envelope is None or _same(pod.envelope, pod.applied_envelope)
+    return envelope and all(
+        _same(container, pod.applied.get(container.name)) for container in pod.containers
+    )
 
 
 def _same(spec: Container, applied: Container | None) -> bool:

@@ -26,6 +26,7 @@ Raw = Mapping[str, Any]
 _PROFILE = re.compile(r"""\.profile\s*==\s*['"]([^'"]+)['"]""")
 WORKLOAD_LABEL = "bridgescale.dev/workload"
 POD_CLAIM_LABEL = "bridgescale.dev/pod-claim"
+MANAGED_LABEL = "bridgescale.dev/managed"  # "true" on templates the updater made; only these go
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class ClaimSwap:
     template: dict[str, Any]  # the new ResourceClaimTemplate
     before: float  # bytes of GPU memory
     after: float
+
+    @property
+    def grows(self) -> bool:
+        return self.after > self.before
 
     def describe(self) -> str:
         return (
@@ -151,9 +156,12 @@ def workload_label(kind: str, name: str) -> str:
     return f"{kind}.{name}"[:63]
 
 
+def template_base(workload: str, claim: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", f"{workload}-{claim}".lower())[:40].strip("-")
+
+
 def template_name(workload: str, claim: str, size: float) -> str:
-    base = re.sub(r"[^a-z0-9-]", "-", f"{workload}-{claim}".lower())[:40].strip("-")
-    return f"{base}-{int(size // (1024**2))}mi"
+    return f"{template_base(workload, claim)}-{int(size // (1024**2))}mi"
 
 
 def plan_claim_swaps(
@@ -190,13 +198,25 @@ def _template(
 ) -> dict[str, Any]:
     spec = copy.deepcopy(dict(old["spec"]))
     spec["spec"]["devices"]["requests"][0]["exactly"] = request
-    kind, name = workload
-    labels = {WORKLOAD_LABEL: workload_label(kind, name), POD_CLAIM_LABEL: claim}
+    # A generated name: the newest template of a claim is the one new pods use.
+    return managed_template(spec, workload, claim, template_name(workload[1], claim, size))
+
+
+def managed_template(
+    spec: dict[str, Any], workload: tuple[str, str], claim: str, name: str
+) -> dict[str, Any]:
+    """A ResourceClaimTemplate the updater makes for a workload's pod claim: labelled so that
+    the webhook finds it and only the updater's own templates are ever deleted."""
+    kind, workload_name = workload
+    labels = {
+        WORKLOAD_LABEL: workload_label(kind, workload_name),
+        POD_CLAIM_LABEL: claim,
+        MANAGED_LABEL: "true",
+    }
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaimTemplate",
-        # A generated name: the newest template of a claim is the one new pods use.
-        "metadata": {"generateName": template_name(name, claim, size) + "-", "labels": labels},
+        "metadata": {"generateName": name + "-", "labels": labels},
         "spec": spec,
     }
 
@@ -217,17 +237,24 @@ def _consumed_by(claims: Iterable[Raw], leaving_pod: str) -> list[Raw]:
     return results
 
 
+Excluded = frozenset[tuple[str, str]]  # (pool, device) a new claim may not get
+
+
 def slices_can_hold(
-    request: Raw, slices: Sequence[Raw], claims: Iterable[Raw], leaving_pod: str
+    request: Raw,
+    slices: Sequence[Raw],
+    claims: Iterable[Raw],
+    leaving_pod: str,
+    excluded: Excluded = frozenset(),
 ) -> bool:
-    """Whether some device in the slices can satisfy the new request now, counting what other
-    claims hold (the leaving pod's claim counts as released)."""
+    """Whether some device in the slices, other than the `excluded` ones, can satisfy the new
+    request now, counting what other claims hold (the leaving pod's claim counts as released)."""
     used = _consumed_by(claims, leaving_pod)
     profile = _profile_of(request)
     if profile is not None:
-        return _mig_room(profile, slices, used)
+        return _mig_room(profile, slices, used, excluded)
     wanted = _memory(((request.get("capacity") or {}).get("requests") or {}).get("memory"))
-    return wanted is not None and _shared_room(wanted, slices, used)
+    return wanted is not None and _shared_room(wanted, slices, used, excluded)
 
 
 def _counters(slices: Sequence[Raw]) -> dict[tuple[str, str], dict[str, float]]:
@@ -248,7 +275,7 @@ def _consumes(device: Raw) -> list[tuple[str, dict[str, float]]]:
     ]
 
 
-def _mig_room(profile: str, slices: Sequence[Raw], used: Sequence[Raw]) -> bool:
+def _mig_room(profile: str, slices: Sequence[Raw], used: Sequence[Raw], excluded: Excluded) -> bool:
     free = _counters(slices)
     taken = {(str(r.get("pool")), str(r.get("device"))) for r in used}
     devices = {
@@ -264,7 +291,9 @@ def _mig_room(profile: str, slices: Sequence[Raw], used: Sequence[Raw]) -> bool:
                     )
     for (pool, name), device in devices.items():
         attributes = device.get("attributes") or {}
-        if (pool, name) in taken or (attributes.get("profile") or {}).get("string") != profile:
+        if (pool, name) in taken | excluded:
+            continue
+        if (attributes.get("profile") or {}).get("string") != profile:
             continue
         if all(
             free.get((pool, counter_set), {}).get(key, 0.0) >= value
@@ -275,11 +304,13 @@ def _mig_room(profile: str, slices: Sequence[Raw], used: Sequence[Raw]) -> bool:
     return False
 
 
-def _shared_room(wanted: float, slices: Sequence[Raw], used: Sequence[Raw]) -> bool:
+def _shared_room(
+    wanted: float, slices: Sequence[Raw], used: Sequence[Raw], excluded: Excluded
+) -> bool:
     for item, device in _devices(slices):
-        if not device.get("allowMultipleAllocations"):
-            continue
         pool = str(((item.get("spec") or {}).get("pool") or {}).get("name"))
+        if not device.get("allowMultipleAllocations") or (pool, str(device["name"])) in excluded:
+            continue
         capacity = _memory(((device.get("capacity") or {}).get("memory") or {}).get("value"))
         held = sum(
             _memory((r.get("consumedCapacity") or {}).get("memory")) or 0.0
@@ -291,15 +322,18 @@ def _shared_room(wanted: float, slices: Sequence[Raw], used: Sequence[Raw]) -> b
     return False
 
 
-def unused_templates(templates: Iterable[Raw], pods: Iterable[Raw]) -> list[str]:
-    """Templates the updater made that no pod uses and that are not the newest of their
-    workload's claim (new pods still get the newest)."""
+def unused_templates(
+    templates: Iterable[Raw], pods: Iterable[Raw], gone: Iterable[str] = ()
+) -> list[str]:
+    """Templates the updater made (labelled managed) that no pod uses and that are not the
+    newest of their workload's claim (new pods get the newest) unless that workload is `gone`
+    (workload label values)."""
     in_use = {
         str(claim.get("resourceClaimTemplateName"))
         for pod in pods
         for claim in (pod.get("spec") or {}).get("resourceClaims") or []
     }
-    ours = [t for t in templates if WORKLOAD_LABEL in (t["metadata"].get("labels") or {})]
+    ours = [t for t in templates if managed_workload(t) is not None]
     newest: dict[tuple[str, str], tuple[str, str]] = {}
     for template in ours:
         labels, name = template["metadata"]["labels"], str(template["metadata"]["name"])
@@ -307,5 +341,14 @@ def unused_templates(templates: Iterable[Raw], pods: Iterable[Raw]) -> list[str]
         created = str(template["metadata"].get("creationTimestamp"))
         if key not in newest or (created, name) > newest[key]:
             newest[key] = (created, name)
-    keep = {name for _, name in newest.values()} | in_use
+    gone = set(gone)
+    keep = {name for (workload, _), (_, name) in newest.items() if workload not in gone} | in_use
     return [str(t["metadata"]["name"]) for t in ours if t["metadata"]["name"] not in keep]
+
+
+def managed_workload(template: Raw) -> str | None:
+    """The workload label of a template the updater made; None for any other template."""
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if labels.get(MANAGED_LABEL) != "true" or not labels.get(WORKLOAD_LABEL):
+        return None
+    return str(labels[WORKLOAD_LABEL])

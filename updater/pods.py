@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from bridgescale.quantity import QuantityError, Resource, parse
+from bridgescale.quantity import POD, QuantityError, Resource, parse
 
 Sized = Literal["cpu", "memory"]  # the two resources a resize can change
+
 SIZED: tuple[Sized, ...] = ("cpu", "memory")
 Amounts = Mapping[Sized, float]
 R = TypeVar("R", bound=Resource)
@@ -75,6 +76,8 @@ class Pod:
     last_resize: dt.datetime | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    envelope: Container | None = None  # pod-level resources, named POD, if the spec sets them
+    applied_envelope: Container | None = None  # status.resources at pod level
 
     @property
     def key(self) -> str:
@@ -173,6 +176,12 @@ def _claim_templates(spec: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _envelope(resources: Mapping[str, Any] | None, where: str) -> Container | None:
+    """Pod-level requests and limits, if any cpu or memory is set there."""
+    found = _container({"name": POD, "resources": resources or {}}, where)
+    return found if found.requests or found.limits else None
+
+
 def pod_from_json(raw: Mapping[str, Any]) -> Pod:
     """The updater's view of a pod as the API server serves it; raises PodProblem."""
     metadata, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
@@ -202,6 +211,8 @@ def pod_from_json(raw: Mapping[str, Any]) -> Pod:
         last_resize=_last_resize(metadata),
         annotations=dict(metadata.get("annotations") or {}),
         labels=dict(metadata.get("labels") or {}),
+        envelope=_envelope(spec.get("resources"), "spec"),
+        applied_envelope=_envelope(status.get("resources"), "status"),
     )
 
 

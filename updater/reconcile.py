@@ -11,14 +11,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridgescale.logs import ObjectLogger
 from bridgescale.policy import UpdateMode, WorkloadPolicy, policy_from_annotations
 from bridgescale.updater.admission import Sizing, initial_resources
 from bridgescale.updater.apply import (
-    RecreateOutcome,
     RecreateResult,
     ResizeResult,
     apply_resize,
@@ -26,6 +25,7 @@ from bridgescale.updater.apply import (
     recreate,
     restore_saved_pods,
 )
+from bridgescale.updater.claim_plans import ClaimPlan, ClaimPlanner
 from bridgescale.updater.decide import (
     Decision,
     Recreate,
@@ -37,23 +37,18 @@ from bridgescale.updater.decide import (
     decide,
     resize_outcome,
 )
-from bridgescale.updater.gpu import (
-    ClaimSwap,
-    plan_claim_swaps,
-    slices_can_hold,
-    unused_templates,
-)
-from bridgescale.updater.metrics import UpdaterMetrics
+from bridgescale.updater.metrics import SETTLED, UpdaterMetrics
 from bridgescale.updater.placement import WorkloadKey, workload_of
 from bridgescale.updater.pods import SIZED, Pod, Sized
-from bridgescale.updater.ports import Cluster, NoUsage, Refused, UsageSource
+from bridgescale.updater.ports import Cluster, NoUsage, UsageSource
 from bridgescale.updater.recommendations import (
     Recommendation,
     RecommendationProblem,
     recommendation_from_json,
 )
 from bridgescale.updater.settings import UpdaterSettings
-from bridgescale.updater.sizing import Resize
+from bridgescale.updater.sizing import Resize, Usage
+from bridgescale.updater.timing import burst_ahead
 
 logger = logging.getLogger("bridgescale.updater")
 
@@ -69,6 +64,7 @@ RECREATE_INSTEAD: dict[ResizeResult, tuple[RecreateReason, str]] = {
     ),
 }
 Clock = Callable[[], dt.datetime]
+HELD = "its pods are left as they are until the annotation is fixed"
 
 
 def utc_now() -> dt.datetime:
@@ -93,7 +89,7 @@ class Planned:
     decision: Decision
     recommendation: Recommendation
     policy: WorkloadPolicy
-    swaps: tuple[ClaimSwap, ...] = ()
+    claims: ClaimPlan = field(default_factory=ClaimPlan)
 
     @property
     def order(self) -> int:
@@ -154,19 +150,25 @@ class Reconciler:
         self.in_flight = _InFlight()
         self._told: dict[str, str] = {}
         self._told_lock = threading.Lock()
+        self.claims = ClaimPlanner(cluster, settings, self.usage, clock)
 
     # --- one pass ---------------------------------------------------------------------------
 
     def run_pass(self) -> list[Action]:
         actions: list[Action] = []
+        states: dict[str, list[ResizeState]] = {}
         self.usage.refresh()
+        self.claims.begin_pass()
         for namespace in self.cluster.opted_in_namespaces():
             if not self.dry_run:
                 for name in restore_saved_pods(self.cluster, namespace):
                     logger.info("recreated bare pod %s/%s from its saved manifest", namespace, name)
             planned = self._plan_namespace(namespace)
+            states[namespace] = [resize_outcome(item.pod).state for item in planned]
             planned.sort(key=lambda item: item.order)
             actions += self._carry_out_all(planned)
+        self.metrics.count_unfinished(states)
+        self.claims.end_pass()
         return actions
 
     def _carry_out_all(self, planned: list[Planned]) -> list[Action]:
@@ -206,12 +208,17 @@ class Reconciler:
                 groups[key].append((pod, raw))
         return groups
 
-    def _policy(self, key: WorkloadKey) -> WorkloadPolicy:
+    def _policy(self, key: WorkloadKey) -> tuple[WorkloadPolicy, str | None]:
+        """The workload's policy, and why its pods are held when an annotation is unusable: a
+        mistyped mode or bound must not let the updater act on what the owner did not ask."""
         annotations = self.cluster.workload_annotations(key.namespace, key.kind, key.name)
         policy, problems = policy_from_annotations(annotations)
-        for problem in problems:
-            self._tell(_workload_ref(key), "PolicyIgnored", str(problem), warning=True)
-        return policy
+        if not problems:
+            return policy, None
+        held = f"{'; '.join(p.unusable() for p in problems)}; {HELD}"
+        if self._tell(_workload_ref(key), "PolicyUnusable", held, warning=True):
+            logger.warning("%s %s/%s: %s", key.kind, key.namespace, key.name, held)
+        return policy, held
 
     def _plan_namespace(self, namespace: str) -> list[Planned]:
         recommendations = self._recommendations(namespace)
@@ -220,49 +227,43 @@ class Reconciler:
             recommendation = recommendations.get((key.kind, key.name))
             if recommendation is None:
                 continue
-            policy = self._policy(key)
+            policy, held = self._policy(key)
+            if held is not None:
+                planned += [
+                    Planned(key, pod, raw, Skip(held), recommendation, policy)
+                    for pod, raw in members
+                ]
+                continue
             recreating = any(_disrupted(raw) for _, raw in members)
             for pod, raw in members:
                 decision = self._decide(pod, recommendation, policy)
-                swaps = self._claim_swaps(key, pod, raw, recommendation, decision)
-                if swaps and policy.mode is UpdateMode.IN_PLACE_OR_RECREATE:
-                    message = "; ".join(swap.describe() for swap in swaps)
-                    decision = Recreate(RecreateReason.CLAIM_SWAP, message)
-                elif swaps:
-                    mode = policy.mode.value
-                    decision = Wait(f"gpu-memory needs a new claim; mode {mode} never recreates")
+                claims = self.claims.plan(
+                    key, pod, raw, recommendation, decision=decision, mode=policy.mode
+                )
+                decision = claims.decision or decision
                 if isinstance(decision, Recreate) and recreating:
                     decision = Wait("another pod of this workload is being recreated")
                 recreating = recreating or isinstance(decision, Recreate)
-                item = Planned(key, pod, raw, decision, recommendation, policy, tuple(swaps))
+                item = Planned(key, pod, raw, decision, recommendation, policy, claims)
                 planned.append(item)
         self._clean_templates(namespace)
         return planned
 
-    def _claim_swaps(
-        self, key: WorkloadKey, pod: Pod, raw: Mapping[str, Any], recommendation: Recommendation,
-        decision: Decision,
-    ) -> list[ClaimSwap]:  # fmt: skip
-        if not pod.claim_templates or isinstance(decision, Recreate) or pod.terminating:
-            return []
-        if pod.phase != "Running":
-            return []
-        templates = self.cluster.claim_templates_in(pod.namespace)
-        slices = self.cluster.list_slices()
-        return plan_claim_swaps(raw, recommendation, templates, slices, (key.kind, key.name))
-
     def _clean_templates(self, namespace: str) -> None:
-        """Delete the claim templates the updater made that nothing uses any more."""
-        if self.dry_run:
-            return
-        templates = self.cluster.claim_templates_in(namespace).values()
-        for name in unused_templates(templates, self.cluster.list_pods(namespace)):
-            logger.info("deleting unused ResourceClaimTemplate %s/%s", namespace, name)
-            self.cluster.delete_claim_template(namespace, name)
+        if not self.dry_run:
+            self.claims.clean_templates(namespace)
 
     def _decide(self, pod: Pod, recommendation: Recommendation, policy: WorkloadPolicy) -> Decision:
         self._observe_settled(pod)
         usage = self.usage.usage(pod.namespace, pod.name)
+        settings = self.settings
+        if burst_ahead(
+            recommendation.forecast, self.clock(), settings.burst_lookahead, settings.burst_ratio
+        ):
+            usage = {
+                c.name: replace(usage.get(c.name, Usage()), burst_forecast=True)
+                for c in pod.containers
+            }
         return decide(
             pod,
             recommendations=recommendation.containers,
@@ -329,7 +330,7 @@ class Reconciler:
             if (known := readable(raw)) and not isinstance(known, str)
             and workload_of(known) == item.key
         )  # fmt: skip
-        outcome = self._swap_claims(item)
+        outcome = self.claims.prepare(pod, item.claims.swaps, item.claims.migrations)
         if outcome is None:
             templates = self.cluster.claim_templates(item.key)
             sizing = Sizing(item.recommendation, item.policy, claim_templates=templates)
@@ -337,12 +338,13 @@ class Reconciler:
         action = Action(pod.key, str(item.key), "Recreate", outcome.result.value)
         if outcome.result is RecreateResult.EVICTED:
             self.metrics.recreations.labels(decision.reason.value).inc()
-            self.metrics.claim_swaps.inc(len(item.swaps))
+            self.metrics.claim_swaps.inc(len(item.claims.swaps) + len(item.claims.migrations))
             self.in_flight.evictions[pod.uid] = (item.key, before)
             note = f"recreating ({decision.reason.value}: {decision.message})"
             log.info("%s: %s", pod.name, note)
-            self._tell(_pod_ref(pod), "Recreating", note)
-            self._tell(_workload_ref(item.key), "Recreating", f"{pod.name}: {note}")
+            event = "GPUUnhealthyMigration" if item.claims.migrations else "Recreating"
+            self._tell(_pod_ref(pod), event, note)
+            self._tell(_workload_ref(item.key), event, f"{pod.name}: {note}")
         elif outcome.result is RecreateResult.BLOCKED:
             note = (
                 f"recreate ({decision.reason.value}) blocked by a PodDisruptionBudget: "
@@ -359,24 +361,6 @@ class Reconciler:
             self._tell(_pod_ref(pod), "RecreateDeferred", note, warning=True)
         return action
 
-    def _swap_claims(self, item: Planned) -> RecreateOutcome | None:
-        """Create the new claim templates once the slices can hold them; an outcome when not."""
-        # TODO(recommendations carry a forecast of quiet hours): the swap recreates the pod at
-        # once rather than at the quietest forecast moment before a deadline.
-        if not item.swaps:
-            return None
-        slices, claims = self.cluster.list_slices(), self.cluster.list_claims()
-        for swap in item.swaps:
-            if not slices_can_hold(swap.request, slices, claims, item.pod.uid):
-                message = f"no device in the ResourceSlices can hold {swap.describe()}"
-                return RecreateOutcome(RecreateResult.NO_ROOM, message)
-        for swap in item.swaps:
-            created = self.cluster.create_claim_template(item.pod.namespace, swap.template)
-            if isinstance(created, Refused):
-                return RecreateOutcome(RecreateResult.REFUSED, f"new claim template: {created}")
-            logger.info("created ResourceClaimTemplate %s for %s", created, swap.describe())
-        return None
-
     # --- outcomes ---------------------------------------------------------------------------
 
     def _observe_settled(self, pod: Pod) -> bool:
@@ -391,7 +375,7 @@ class Reconciler:
         state = resize_outcome(pod).state
         if state is ResizeState.SETTLED and applied_matches(pod):
             self.metrics.resize_pending.observe((self.clock() - at).total_seconds())
-            self.metrics.resizes.labels("Settled").inc()
+            self.metrics.resizes.labels(SETTLED).inc()
             del self.in_flight.resizes[pod.uid]
             return True
         return state in {ResizeState.DEFERRED, ResizeState.INFEASIBLE, ResizeState.ERROR}
@@ -432,14 +416,16 @@ class Reconciler:
 
     def _tell(
         self, regarding: Mapping[str, str], reason: str, note: str, *, warning: bool = False
-    ) -> None:
-        """An Event, once per object and message (a decision repeated each pass is told once)."""
+    ) -> bool:
+        """An Event, once per object and message (a decision repeated each pass is told once);
+        True when this call told it."""
         key = f"{regarding.get('kind')}/{regarding.get('namespace')}/{regarding.get('name')}"
         with self._told_lock:
             if self._told.get(key) == reason + note or self.dry_run:
-                return
+                return False
             self._told[key] = reason + note
         self.cluster.emit(regarding, reason, note, warning=warning)
+        return True
 
 
 def recommended_total(

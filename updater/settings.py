@@ -30,6 +30,11 @@ class UpdaterSettings(BaseSettings):
         ge=0,
         description="A memory request or limit never goes below the working set plus this.",
     )
+    memory_peak_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=24),
+        description="The recent peak is the highest working set over this window of the usage "
+        "history (with `--prometheus-url`).",
+    )
     memory_max_step_down: float = Field(
         default=0.25,
         gt=0,
@@ -82,6 +87,32 @@ class UpdaterSettings(BaseSettings):
     )
     resync_seconds: float = Field(
         default=30.0, gt=0, description="A full pass at least this often."
+    )
+    burst_lookahead: dt.timedelta = Field(
+        default=dt.timedelta(hours=3),
+        description="Memory is not lowered when the recommendation's load forecast rises "
+        "above `burst_ratio` times the current hour's load within this long.",
+    )
+    burst_ratio: float = Field(default=1.5, gt=1, description="See `burst_lookahead`.")
+    recreate_lead: dt.timedelta = Field(
+        default=dt.timedelta(minutes=2),
+        description="A planned recreate goes at least this long before its deadline (a "
+        "NoExecute device taint's eviction time), leaving time for the new pod to start.",
+    )
+    gpu_health_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=1),
+        description="A pod on an Unhealthy or NoSchedule-tainted GPU moves within this long "
+        "(at the quietest forecast moment) when no NoExecute taint sets an earlier deadline.",
+    )
+    gpu_grow_window: dt.timedelta = Field(
+        default=dt.timedelta(hours=6),
+        description="A claim swap that grows GPU memory, when not urgent, goes at the quietest "
+        "forecast moment within this long; urgent (GPU memory used up) at once.",
+    )
+    gpu_shrink_after: dt.timedelta = Field(
+        default=dt.timedelta(hours=24),
+        description="A claim swap that shrinks GPU memory waits until the recommendation has "
+        "allowed it continuously for this long.",
     )
     settle_timeout: dt.timedelta = Field(
         default=dt.timedelta(minutes=2),

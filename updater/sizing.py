@@ -12,6 +12,10 @@ Rules (docs/updater.md has them for people):
 - The QoS class stays: Guaranteed moves requests and limits together; Burstable keeps each
   request at its old ratio below its limit (a request that was below its limit stays below
   it); BestEffort pods are left alone. Nothing is ever removed.
+- A pod with pod-level resources (an envelope) is sized as a whole from the recommendation
+  named `POD`, with the same rules on the containers' summed usage; its request never goes
+  below the containers' own requests together (the API server refuses that). Containers that
+  set no resources of their own are left so; those that do are sized as usual.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import MiB, format_quantity, round_up
+from bridgescale.quantity import POD, MiB, format_quantity, round_up
 from bridgescale.updater.pods import SIZED, Amounts, Container, Pod, QoSClass, Sized
 from bridgescale.updater.recommendations import ContainerRecommendation
 from bridgescale.updater.settings import UpdaterSettings
@@ -39,6 +43,8 @@ class Usage:
     throttled_ratio: float = 0.0  # throttled CFS periods / periods
     oom_killed_recently: bool = False
     burst_forecast: bool = False
+    peak_unknown: bool = False  # the usage history could not say: memory downscales wait
+    gpu_memory_full: bool = False  # a claim's GPU memory used up: a grow cannot wait
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,23 @@ class ContainerChange:
             for r in SIZED
         )
 
+    def increases_only(self) -> ContainerChange | None:
+        """This change with every resource that would go down kept at its size; None when
+        nothing goes up."""
+        requests, limits = dict(self.requests), dict(self.limits)
+        after = Container(self.container, self.requests, self.limits)
+        for resource in SIZED:
+            old, new = size(self.before, resource), size(after, resource)
+            if old is not None and new is not None and new < old:
+                for kept, before in ((requests, self.before.requests),
+                                     (limits, self.before.limits)):  # fmt: skip
+                    if resource in before:
+                        kept[resource] = before[resource]
+                    else:
+                        kept.pop(resource, None)
+        rising = ContainerChange(self.container, requests, limits, self.before, self.reasons)
+        return rising if rising.scales_up else None
+
     def describe(self) -> str:
         after = Container(self.container, self.requests, self.limits)
         moves = []
@@ -69,7 +92,7 @@ class ContainerChange:
                     f"{label} {format_quantity(old or 0.0, resource)} -> "
                     f"{format_quantity(new, resource)}"
                 )
-        return f"{self.container} {', '.join(moves) or 'requests only'}"
+        return f"{self.container or 'pod'} {', '.join(moves) or 'requests only'}"
 
 
 @dataclass(frozen=True)
@@ -78,28 +101,46 @@ class Resize:
 
     pod: Pod
     changes: tuple[ContainerChange, ...] = field(default_factory=tuple)
+    envelope: ContainerChange | None = None  # of the pod-level resources
+
+    @property
+    def all_changes(self) -> tuple[ContainerChange, ...]:
+        return (*self.changes, *((self.envelope,) if self.envelope else ()))
 
     @property
     def scales_up(self) -> bool:
-        return any(change.scales_up for change in self.changes)
+        return any(change.scales_up for change in self.all_changes)
+
+    def increases_only(self) -> Resize | None:
+        """This resize without its decreases (during a cool-down); None when nothing rises."""
+        changes = tuple(c for c in (c.increases_only() for c in self.changes) if c is not None)
+        envelope = self.envelope.increases_only() if self.envelope else None
+        if not changes and envelope is None:
+            return None
+        return Resize(self.pod, changes, envelope)
 
     def describe(self) -> str:
-        return "; ".join(change.describe() for change in self.changes)
+        return "; ".join(change.describe() for change in self.all_changes)
 
     def patch(self) -> dict[str, Any]:
         """A strategic merge patch with the pod's resourceVersion as precondition."""
-        return {
-            "metadata": {"resourceVersion": self.pod.resource_version},
-            "spec": {"containers": [_container_patch(change) for change in self.changes]},
-        }
+        spec: dict[str, Any] = {}
+        if self.changes:
+            spec["containers"] = [
+                {"name": change.container, "resources": _resources(change)}
+                for change in self.changes
+            ]
+        if self.envelope is not None:
+            spec["resources"] = _resources(self.envelope)
+        return {"metadata": {"resourceVersion": self.pod.resource_version}, "spec": spec}
 
 
-def _container_patch(change: ContainerChange) -> dict[str, Any]:
+def _resources(change: ContainerChange) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for key, amounts in (("requests", change.requests), ("limits", change.limits)):
         if amounts:
             resources[key] = {r: format_quantity(v, r) for r, v in amounts.items()}
-    return {"name": change.container, "resources": resources}
+    return resources
 
 
 def size(container: Container, resource: Sized) -> float | None:
@@ -151,7 +192,7 @@ def _safe_memory(current: float, wanted: float, usage: Usage, settings: UpdaterS
     """`wanted` memory, raised as far as a safe downscale needs."""
     if wanted >= current:
         return wanted
-    if usage.burst_forecast:
+    if usage.burst_forecast or usage.peak_unknown:
         return current
     step = round_up(current * (1 - settings.memory_max_step_down), "memory")
     return min(current, max(wanted, step, memory_floor(usage, settings)))
@@ -233,12 +274,105 @@ def plan_resize(
         recommendation = recommendations.get(container.name)
         if recommendation is None:
             continue
+        if pod.envelope is not None and not (container.requests or container.limits):
+            continue  # sized by the envelope alone
         seen = usage.get(container.name, Usage())
-        changed, reasons = new_sizes(container, recommendation, policy, seen, settings)
-        if pod.qos_class is QoSClass.GUARANTEED:
-            changed = {r: v for r, v in changed.items() if r in container.limits}
-        if not changed:
-            continue
-        requests, limits = plan_container(container, changed, pod.qos_class)
-        changes.append(ContainerChange(container.name, requests, limits, container, tuple(reasons)))
-    return Resize(pod, tuple(changes)) if changes else None
+        change = _plan(
+            container,
+            recommendation,
+            policy=policy,
+            usage=seen,
+            settings=settings,
+            qos=pod.qos_class,
+        )
+        if change is not None:
+            changes.append(change)
+    envelope = _plan_envelope(
+        pod,
+        recommendations.get(POD),
+        policy=policy,
+        usage=usage,
+        settings=settings,
+        changes=changes,
+    )
+    return Resize(pod, tuple(changes), envelope) if changes or envelope else None
+
+
+def _plan(
+    container: Container,
+    recommendation: ContainerRecommendation,
+    *,
+    policy: WorkloadPolicy,
+    usage: Usage,
+    settings: UpdaterSettings,
+    qos: QoSClass,
+) -> ContainerChange | None:
+    changed, reasons = new_sizes(container, recommendation, policy, usage, settings)
+    if qos is QoSClass.GUARANTEED:
+        changed = {r: v for r, v in changed.items() if r in container.limits}
+    if not changed:
+        return None
+    requests, limits = plan_container(container, changed, qos)
+    return ContainerChange(container.name, requests, limits, container, tuple(reasons))
+
+
+def _plan_envelope(
+    pod: Pod,
+    recommendation: ContainerRecommendation | None,
+    *,
+    policy: WorkloadPolicy,
+    usage: Mapping[str, Usage],
+    settings: UpdaterSettings,
+    changes: list[ContainerChange],
+) -> ContainerChange | None:
+    """The envelope's change, on the containers' summed usage."""
+    if pod.envelope is None or recommendation is None:
+        return None
+    summed = usage.get(POD) or pod_usage([usage.get(c.name, Usage()) for c in pod.containers])
+    change = _plan(
+        pod.envelope,
+        recommendation,
+        policy=policy,
+        usage=summed,
+        settings=settings,
+        qos=pod.qos_class,
+    )
+    if change is None:
+        return None
+    sized = {c.container: c.requests for c in changes}
+    requests, limits = fit_envelope(
+        change.requests,
+        change.limits,
+        [sized.get(c.name, c.requests) for c in pod.containers],
+        pod.qos_class,
+    )
+    return ContainerChange(POD, requests, limits, pod.envelope, change.reasons)
+
+
+def fit_envelope(
+    requests: Amounts, limits: Amounts, containers: list[Amounts], qos: QoSClass
+) -> tuple[dict[Sized, float], dict[Sized, float]]:
+    """Pod-level requests no lower than the containers' requests together (the API server
+    refuses less), limits no lower than the requests, a Guaranteed envelope kept so."""
+    floored = {
+        r: max(v, sum(container.get(r, 0.0) for container in containers))
+        for r, v in requests.items()
+    }
+    raised = {r: max(v, floored.get(r, 0.0)) for r, v in limits.items()}
+    if qos is QoSClass.GUARANTEED:
+        floored = {r: raised.get(r, v) for r, v in floored.items()}
+    return floored, raised
+
+
+def pod_usage(containers: list[Usage]) -> Usage:
+    """A pod's usage from its containers': sums of working sets and of peaks (the peaks may
+    fall at different times, so their sum bounds the pod's peak from above)."""
+    working_sets = [u.working_set for u in containers if u.working_set is not None]
+    peaks = [u.peak for u in containers if u.peak is not None]
+    return Usage(
+        working_set=sum(working_sets) if working_sets else None,
+        peak=sum(peaks) if peaks else None,
+        throttled_ratio=max((u.throttled_ratio for u in containers), default=0.0),
+        oom_killed_recently=any(u.oom_killed_recently for u in containers),
+        burst_forecast=any(u.burst_forecast for u in containers),
+    )

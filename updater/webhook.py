@@ -34,6 +34,7 @@ from bridgescale.updater.recommendations import RecommendationProblem, recommend
 logger = logging.getLogger("bridgescale.updater.webhook")
 VALIDITY = dt.timedelta(days=30)
 MAX_BODY = 4 * 1024 * 1024
+CLIENT_SECONDS = 10.0  # the API server gives up on the webhook after 3 s anyway
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -113,7 +114,9 @@ def sizing_for(cluster: Cluster, raw_pod: Mapping[str, Any], namespace: str) -> 
     annotations = cluster.workload_annotations(namespace, key.kind, key.name)
     if key.kind == "Pod":
         annotations = (raw_pod.get("metadata") or {}).get("annotations") or {}
-    policy, _ = policy_from_annotations(annotations)
+    policy, problems = policy_from_annotations(annotations)
+    if problems:  # as the updater does: nothing is sized on a policy its owner mistyped
+        raise PodProblem("; ".join(p.unusable() for p in problems))
     return Sizing(recommendation, policy, claim_templates=cluster.claim_templates(key))
 
 
@@ -126,10 +129,39 @@ def review(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
         sizing = sizing_for(cluster, pod, str(request.get("namespace", "")))
         operations = mutate(pod, sizing)
     except (PodProblem, RecommendationProblem) as error:
+        logger.warning("new pod in %s admitted unsized: %s", request.get("namespace"), error)
         return review_response(uid, [], [f"bridgescale did not size this pod: {error}"])
     if operations:
         logger.info("sizing new pod in %s: %s", request.get("namespace"), json.dumps(operations))
     return review_response(uid, operations)
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS whose TLS handshake happens in each connection's own thread, with a timeout: a
+    client that connects and says nothing cannot stall the accept loop and so every other pod's
+    admission (a wrapped listening socket would shake hands in that loop)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+    ) -> None:  # fmt: skip
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(CLIENT_SECONDS)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            logger.debug("TLS handshake with %s failed: %s", client_address, error)
+            return
+        try:
+            # typeshed types the handler's server as its own class, not this subclass
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        finally:
+            tls.close()
 
 
 class WebhookServer:
@@ -145,8 +177,7 @@ class WebhookServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert, key)
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = _TLSServer((host, port), self._handler(), context)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -154,6 +185,8 @@ class WebhookServer:
         cluster = self.cluster
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_SECONDS  # a client that stops sending holds its thread no longer
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if not 0 < length <= MAX_BODY:

@@ -77,7 +77,7 @@ def _table(entries: list[dict[str, Any]]) -> Table:
             table.add_row(
                 entry["namespace"],
                 workload,
-                entry["container"],
+                entry["container"] or "(pod)",  # the envelope of pod-level resources
                 resource,
                 entry["current"]["requests"].get(resource, "-"),
                 entry["current"]["limits"].get(resource, "-"),

@@ -32,6 +32,11 @@ def register(commands: Any) -> None:
     synthesize.add_argument("--series", type=_positive, default=100, help="containers")
     synthesize.add_argument("--days", type=_positive, default=14)
     synthesize.add_argument("--seed", type=int, default=1)
+    synthesize.add_argument(
+        "--shared-budget",
+        action="store_true",
+        help="bridges whose telemetry sidecar is a quarter of the router and busiest at night",
+    )
     synthesize.set_defaults(handler=_synthesize)
 
 
@@ -42,9 +47,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def synthesize(series: int, days: int, seed: int) -> UsageTrace:
+def synthesize(series: int, days: int, seed: int, shared_budget: bool = False) -> UsageTrace:
     timestamps = START + STEP * np.arange(days * 86400 // STEP, dtype=np.float64)
-    members = workload.fleet(series, seed)
+    members = workload.fleet(series, seed, workload.SHARED_BUDGET if shared_budget else None)
     columns: dict[str, list[np.ndarray]] = {"cpu": [], "memory": [], "vram": []}
     for _, profile, member_seed in members:
         for resource, values in workload.usage(profile, member_seed, timestamps).items():
@@ -58,7 +63,7 @@ def synthesize(series: int, days: int, seed: int) -> UsageTrace:
 
 
 def _synthesize(arguments: argparse.Namespace) -> int:
-    trace = synthesize(arguments.series, arguments.days, arguments.seed)
+    trace = synthesize(arguments.series, arguments.days, arguments.seed, arguments.shared_budget)
     write_usage_csv(arguments.out, trace)
     print(f"{arguments.out}: {len(trace.series)} series, {arguments.days} days")
     return 0

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -90,11 +91,14 @@ def translate(error: ApiException) -> KubeError:
 
 @contextmanager
 def api_errors() -> Iterator[None]:
-    """Raise API exceptions inside the block as bridgescale's error classes."""
+    """Raise API exceptions inside the block as bridgescale's error classes; no answer at all
+    (connection refused or reset, as while the API server restarts) is `Unavailable`."""
     try:
         yield
     except ApiException as error:
         raise translate(error) from error
+    except urllib3.exceptions.HTTPError as error:
+        raise Unavailable(None, "Unavailable", f"no answer from the API server: {error}") from error
 
 
 def new_client(kubeconfig: Path | None = None) -> client.ApiClient:
@@ -105,10 +109,18 @@ def new_client(kubeconfig: Path | None = None) -> client.ApiClient:
             return client.ApiClient()
         except config.ConfigException:
             pass
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig) if kubeconfig else None
-    )
+    try:
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+    except (config.ConfigException, OSError) as error:
+        where = kubeconfig or "$KUBECONFIG (or ~/.kube/config)"
+        raise KubeConfigError(f"cannot use the kubeconfig {where}: {error}") from error
     return api
+
+
+class KubeConfigError(Exception):
+    """No usable kubeconfig and not in a cluster: a setup error, told in one line."""
 
 
 FIELD_MANAGER = "bridgescale"

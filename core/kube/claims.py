@@ -67,3 +67,9 @@ def list_claims(api: client.ApiClient) -> list[dict[str, Any]]:
     with api_errors():
         found = client.ResourceV1Api(api).list_resource_claim_for_all_namespaces()
     return [_plain(api, c) for c in found.items]
+
+
+def list_device_taint_rules(api: client.ApiClient) -> list[dict[str, Any]]:
+    """DeviceTaintRules (`resource.k8s.io/v1`, served by default since 1.37)."""
+    with api_errors():
+        return [_plain(api, r) for r in client.ResourceV1Api(api).list_device_taint_rule().items]

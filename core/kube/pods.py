@@ -51,6 +51,17 @@ def list_pods(
     return cast(list[RawObject], _json(found)["items"])
 
 
+def annotate_pod(
+    api: client.ApiClient, namespace: str, name: str, annotations: dict[str, str | None]
+) -> None:
+    """Set (or, for None, remove) annotations of a pod, by a patch of its metadata. The demo
+    turns the node simulator's load this way; the updater never writes pods."""
+    with api_errors():
+        client.CoreV1Api(api).patch_namespaced_pod(
+            name, namespace, {"metadata": {"annotations": annotations}}
+        )
+
+
 def resize_pod(api: client.ApiClient, namespace: str, name: str, patch: RawObject) -> RawObject:
     """A strategic merge patch of the `pods/resize` subresource; the pod as the server stored it.
 

@@ -86,15 +86,20 @@ class KubeCluster:
     def list_recommendations(self, namespace: str) -> list[RawObject]:
         return updater_events.list_recommendations(self.api, namespace)
 
-    def workload_annotations(self, namespace: str, kind: str, name: str) -> Mapping[str, str]:
+    def _workload(self, namespace: str, kind: str, name: str) -> RawObject | None:
         try:
             if kind == "Pod":
-                found = pods.get_pod(self.api, namespace, name)
-            else:
-                found = pods.get_owner(self.api, namespace, kind, name)
+                return pods.get_pod(self.api, namespace, name)
+            return pods.get_owner(self.api, namespace, kind, name)
         except NotFound:
-            return {}
-        return dict(found["metadata"].get("annotations") or {})
+            return None
+
+    def workload_annotations(self, namespace: str, kind: str, name: str) -> Mapping[str, str]:
+        found = self._workload(namespace, kind, name)
+        return dict(found["metadata"].get("annotations") or {}) if found else {}
+
+    def workload_exists(self, namespace: str, kind: str, name: str) -> bool:
+        return self._workload(namespace, kind, name) is not None
 
     def claim_templates(self, workload: WorkloadKey) -> Mapping[str, str]:
         return claims.swapped_templates(self.api, workload.namespace, workload.kind, workload.name)
@@ -116,6 +121,9 @@ class KubeCluster:
 
     def list_claims(self) -> list[RawObject]:
         return claims.list_claims(self.api)
+
+    def list_device_taint_rules(self) -> list[RawObject]:
+        return claims.list_device_taint_rules(self.api)
 
     def save_pod(self, namespace: str, name: str, uid: str, manifest: RawObject) -> None:
         body = client.V1ConfigMap(

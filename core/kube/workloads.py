@@ -15,11 +15,13 @@ from typing import Any, cast
 from kubernetes import client
 
 from bridgescale.kube import api_errors
+from bridgescale.quantity import POD
 
 # The API handle other layers pass back in, so that they never import kubernetes themselves.
 ApiClient = client.ApiClient
 
 OPT_IN_LABEL = "bridgescale.dev/enabled"
+
 TRACKED_KINDS = ("Deployment", "StatefulSet", "Pod")
 
 
@@ -51,6 +53,15 @@ class Workload:
     annotations: Mapping[str, str]
     containers: tuple[ContainerSpec, ...]
     pods: tuple[str, ...] = ()
+    envelope: ContainerSpec | None = None  # pod-level resources, named POD, if set
+
+    def sized(self) -> tuple[ContainerSpec, ...]:
+        """What gets a recommendation: the envelope if the pod sets one, and every container
+        except those an envelope covers that set no resources of their own."""
+        if self.envelope is None:
+            return self.containers
+        own = tuple(c for c in self.containers if c.requests or c.limits)
+        return (*own, self.envelope)
 
 
 def opted_in_namespaces(api: client.ApiClient) -> list[str]:
@@ -86,6 +97,14 @@ def _containers(pod_spec: Mapping[str, Any]) -> tuple[ContainerSpec, ...]:
             )
         )
     return tuple(containers)
+
+
+def _envelope(pod_spec: Mapping[str, Any]) -> ContainerSpec | None:
+    resources = pod_spec.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    if not requests and not limits:
+        return None
+    return ContainerSpec(POD, dict(requests), dict(limits))
 
 
 def _controller(obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -137,6 +156,7 @@ def list_workloads(api: client.ApiClient, namespace: str) -> list[Workload]:
                     annotations=dict(obj["metadata"].get("annotations") or {}),
                     containers=_containers(obj["spec"]["template"].get("spec", {})),
                     pods=tuple(sorted(pods_of.get((kind, obj["metadata"]["name"]), []))),
+                    envelope=_envelope(obj["spec"]["template"].get("spec", {})),
                 )
             )
     for pod in bare:
@@ -146,6 +166,7 @@ def list_workloads(api: client.ApiClient, namespace: str) -> list[Workload]:
                 annotations=dict(pod["metadata"].get("annotations") or {}),
                 containers=_containers(pod["spec"]),
                 pods=(pod["metadata"]["name"],),
+                envelope=_envelope(pod["spec"]),
             )
         )
     return sorted(workloads, key=lambda w: (w.ref.kind, w.ref.name))

@@ -13,10 +13,17 @@ import pytest
 from kubernetes import client
 
 from bridgescale import kube
-from bridgescale.localcluster.environment import LocalEnvironment
+from bridgescale.localcluster.environment import LocalEnvironment, crd_manifests
 from bridgescale.localcluster.prometheus import ScrapeTarget
 from bridgescale.localcluster.settings import LocalClusterSettings, find_project_root
 from bridgescale.simulator.runner import SIMULATOR_PROCESS, start_simulator
+from tests.cluster.updater_support import (
+    UPDATER_ACCOUNT,
+    UPDATER_NAMESPACE,
+    apply_updater_rbac,
+    create_node,
+    opt_in,
+)
 
 # Another checkout's tests on the same machine may use the default ports: set
 # BRIDGESCALE_TEST_PORT_BASE to run on others.
@@ -82,7 +89,7 @@ def api(local_cluster: LocalEnvironment) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def crds(api: client.ApiClient) -> list[str]:
     """bridgescale's CustomResourceDefinitions from deploy/, installed and established."""
-    paths = sorted((find_project_root(Path(__file__)) / "deploy" / "crds").glob("*.yaml"))
+    paths = crd_manifests(find_project_root(Path(__file__)))
     names = [crd["metadata"]["name"] for crd in kube.apply(api, kube.load_manifests(*paths))]
     extensions = client.ApiextensionsV1Api(api)
     for name in names:
@@ -108,21 +115,59 @@ def simulator(local_cluster: LocalEnvironment, api: client.ApiClient) -> Iterato
     supervisor.stop(SIMULATOR_PROCESS)
 
 
+def wait_for_default_account(api: client.ApiClient, namespace: str) -> None:
+    """Pods are refused until the controller-manager has made the namespace's default account."""
+    core = client.CoreV1Api(api)
+    selector = "metadata.name=default"
+    for _ in range(600):
+        if core.list_namespaced_service_account(namespace, field_selector=selector).items:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"namespace {namespace} got no default service account")
+
+
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for_default_account(core, name)
+    wait_for_default_account(api, name)
     yield name
     core.delete_namespace(name)
 
 
-def wait_for_default_account(core: client.CoreV1Api, name: str) -> None:
-    """Pods are refused until the controller-manager has made the namespace's default account."""
-    for _ in range(200):
-        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"namespace {name} got no default service account")
+@pytest.fixture(scope="module")
+def updater_kubeconfig(
+    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
+) -> Path:
+    """A kubeconfig of the updater's service account, with the RBAC from deploy/updater/."""
+    apply_updater_rbac(api)
+    path: Path = local_cluster.mint_kubeconfig(UPDATER_NAMESPACE, UPDATER_ACCOUNT)
+    return path
+
+
+@pytest.fixture
+def as_updater(updater_kubeconfig: Path) -> Iterator[client.ApiClient]:
+    with kube.new_client(updater_kubeconfig) as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def node(api: client.ApiClient, namespace: str) -> Iterator[str]:
+    """A node no simulator runs: the test writes its pods' status as a kubelet would."""
+    name = f"node-{namespace}"
+    create_node(api, name)
+    yield name
+    client.CoreV1Api(api).delete_node(name)
+
+
+@pytest.fixture
+def bridges(api: client.ApiClient, namespace: str) -> Iterator[str]:
+    """An opted-in namespace; its pods are removed at once afterwards (no kubelet waits)."""
+    opt_in(api, namespace)
+    yield namespace
+    core = client.CoreV1Api(api)
+    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
+    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)

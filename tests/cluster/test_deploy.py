@@ -1,5 +1,5 @@
-"""deploy/ installs into a real API server, and its RBAC gives each service what it needs and no
-`update` of pods: the updater changes pods only through pods/resize and the Eviction API."""
+"""deploy/ installs into a real API server. Its RBAC (exactly what each service uses, checked with
+SubjectAccessReviews) and the containers' hardening are tested in test_security.py."""
 
 from __future__ import annotations
 
@@ -15,16 +15,23 @@ from bridgescale import kube
 from bridgescale.localcluster.environment import LocalEnvironment
 from bridgescale.localcluster.settings import find_project_root
 
-DEPLOY = find_project_root(Path(__file__)) / "deploy"
+from .waiting import eventually
+
+ROOT = find_project_root(Path(__file__))
+DEPLOY = ROOT / "deploy"
+OVERLAY = DEPLOY / "overlays" / "prometheus-operator"
 NAMESPACE = "bridgescale-system"
 ACCOUNTS = ("bridgescale-recommender", "bridgescale-updater")
 
 
-def _kubectl(local_cluster: LocalEnvironment, *arguments: str) -> subprocess.CompletedProcess[str]:
+def _kubectl(
+    local_cluster: LocalEnvironment, *arguments: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     kubectl = local_cluster.settings.binaries_dir / "kubectl"
     env = dict(os.environ, KUBECONFIG=str(local_cluster.admin_kubeconfig))
     return subprocess.run(
         [str(kubectl), *arguments],
+        input=stdin,
         env=env,
         capture_output=True,
         text=True,
@@ -33,74 +40,89 @@ def _kubectl(local_cluster: LocalEnvironment, *arguments: str) -> subprocess.Com
     )
 
 
+def _dry_run_apply(local_cluster: LocalEnvironment, kustomization: Path) -> list[str]:
+    """`kubectl apply --server-side --dry-run=server -k`: what it says of each object."""
+    applied = _kubectl(
+        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(kustomization)
+    )
+    assert applied.returncode == 0, applied.stderr
+    lines = applied.stdout.splitlines()
+    print("\n".join(lines))
+    assert all(line.endswith("(server dry run)") for line in lines)
+    return lines
+
+
 def test_the_base_applies_with_server_side_dry_run(
     local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
 ) -> None:
     # A real apply creates the namespace before what goes in it; a dry run cannot, so the
     # namespace (and the CRDs, by the `crds` fixture) exist for real first.
-    kube.apply(api, kube.load_manifests(DEPLOY / "namespace.yaml"))
+    kube.apply(api, kube.load_manifests(DEPLOY / "system/namespace.yaml"))
     rendered = _kubectl(local_cluster, "kustomize", str(DEPLOY))
     assert rendered.returncode == 0, rendered.stderr
     kinds = sorted({doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc})
     print(f"deploy/ renders: {', '.join(kinds)}")
     assert {"Deployment", "ServiceAccount", "ClusterRole", "CustomResourceDefinition"} <= set(kinds)
 
-    applied = _kubectl(
-        local_cluster, "apply", "--server-side", "--dry-run=server", "-k", str(DEPLOY)
-    )
-    assert applied.returncode == 0, applied.stderr
-    lines = applied.stdout.splitlines()
-    print("\n".join(lines))
-    assert all(line.endswith("(server dry run)") for line in lines)
+    lines = _dry_run_apply(local_cluster, DEPLOY)
     assert any("deployment.apps/bridgescale-updater" in line for line in lines)
 
 
-def _can(api: client.ApiClient, account: str, verb: str, resource: str,
-         subresource: str = "") -> bool:  # fmt: skip
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": f"system:serviceaccount:{NAMESPACE}:{account}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"],
-            "resourceAttributes": {
-                "namespace": "bridges",
-                "verb": verb,
-                "resource": resource,
-                "subresource": subresource,
-            },
-        },
-    }
-    allowed: bool = (
-        client.AuthorizationV1Api(api).create_subject_access_review(review).status.allowed
-    )
-    return allowed
-
-
 @pytest.fixture(scope="module")
-def deployed_rbac(api: client.ApiClient) -> None:
-    """The service accounts and RBAC of deploy/, for real (not the Deployments, which would run
-    on the shared test cluster's simulated nodes)."""
-    rbac = [
-        DEPLOY / "namespace.yaml",
-        DEPLOY / "recommender/rbac.yaml",
-        DEPLOY / "updater/rbac.yaml",
-    ]
-    kube.apply(api, kube.load_manifests(*rbac))
+def service_monitor_crd(api: client.ApiClient) -> None:
+    """The Prometheus operator's ServiceMonitor API, as far as the overlay uses it."""
+    crd = kube.apply(
+        api, kube.load_manifests(ROOT / "tests/cluster/manifests/servicemonitor-crd.yaml")
+    )
+    extensions = client.ApiextensionsV1Api(api)
+
+    def established() -> bool:
+        conditions = extensions.read_custom_resource_definition(
+            crd[0]["metadata"]["name"]
+        ).status.conditions
+        return any(c.type == "Established" and c.status == "True" for c in conditions or [])
+
+    eventually(established, what="the ServiceMonitor CRD to be established")
 
 
-@pytest.mark.parametrize("account", ACCOUNTS)
-@pytest.mark.parametrize("verb", ["update", "patch", "delete"])
-def test_no_service_account_can_change_pods_directly(
-    api: client.ApiClient, deployed_rbac: None, account: str, verb: str
+def test_the_prometheus_operator_overlay_applies_with_server_side_dry_run(
+    local_cluster: LocalEnvironment,
+    api: client.ApiClient,
+    crds: list[str],
+    service_monitor_crd: None,
 ) -> None:
-    assert not _can(api, account, verb, "pods")
+    kube.apply(api, kube.load_manifests(DEPLOY / "system/namespace.yaml"))
+    rendered = _kubectl(local_cluster, "kustomize", str(OVERLAY))
+    assert rendered.returncode == 0, rendered.stderr
+    documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    monitors = [doc for doc in documents if doc["kind"] == "ServiceMonitor"]
+    services = [doc for doc in documents if doc["kind"] == "Service"]
+    # Each monitor selects exactly one Service of the base, by its labels, and its port exists.
+    for monitor in monitors:
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        chosen = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
+        assert len(chosen) == 1, monitor["metadata"]["name"]
+        ports = {port["name"] for port in chosen[0]["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    assert sorted(m["metadata"]["name"] for m in monitors) == sorted(ACCOUNTS)
+
+    lines = _dry_run_apply(local_cluster, OVERLAY)
+    for account in ACCOUNTS:
+        monitor = (
+            f"servicemonitor.monitoring.coreos.com/{account} serverside-applied (server dry run)"
+        )
+        assert monitor in lines
 
 
-def test_the_updater_resizes_and_evicts(api: client.ApiClient, deployed_rbac: None) -> None:
-    updater = "bridgescale-updater"
-    assert _can(api, updater, "patch", "pods", "resize")
-    assert _can(api, updater, "create", "pods", "eviction")
-    assert not _can(api, updater, "update", "pods", "resize")
-    assert not _can(api, "bridgescale-recommender", "patch", "pods", "resize")
-    assert not _can(api, "bridgescale-recommender", "create", "pods", "eviction")
+def test_a_misspelt_service_monitor_is_refused(
+    local_cluster: LocalEnvironment, api: client.ApiClient, service_monitor_crd: None
+) -> None:
+    kube.apply(api, kube.load_manifests(DEPLOY / "system/namespace.yaml"))
+    monitor = next(yaml.safe_load_all((OVERLAY / "servicemonitors.yaml").read_text()))
+    monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+    applied = _kubectl(
+        local_cluster, "apply", "--server-side", "--dry-run=server", "-f", "-",
+        stdin=yaml.safe_dump(monitor),
+    )  # fmt: skip
+    assert applied.returncode != 0
+    assert "intervall" in applied.stderr

@@ -3,6 +3,8 @@ ResourceSlices; the simulator starts a pod once its claims are reserved for it."
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +32,23 @@ def mig(profile: str) -> Body:
 
 def shared(memory: str) -> Body:
     return {"deviceClassName": SHARED_CLASS, "capacity": {"requests": {"memory": memory}}}
+
+
+ECC_TAINT = "gpu.sim.bridgescale.dev/ecc-errors"
+
+
+def taint_rule(device: str, effect: str, node: str = "sim-mig-0") -> Body:
+    """A DeviceTaintRule on one simulated GPU, as a fleet's health monitoring would make."""
+    selector = {"driver": "gpu.sim.bridgescale.dev", "pool": node, "device": device}
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceTaintRule",
+        "metadata": {"generateName": "ecc-"},
+        "spec": {
+            "deviceSelector": selector,
+            "taint": {"key": ECC_TAINT, "value": "true", "effect": effect},
+        },
+    }
 
 
 def gpu_pod(name: str, template: str, **annotations: str) -> Body:
@@ -116,3 +135,42 @@ def test_shared_gpu_gives_each_claim_its_memory(
         result = allocation(api, namespace, pod)
         assert result.device == "gpu-0"
         assert result.consumed_capacity["memory"] == "20Gi"
+
+
+def test_a_noexecute_device_taint_has_kube_controller_manager_delete_the_pod_when_due(
+    api: client.ApiClient, simulator: list[str], namespace: str, templates: Any
+) -> None:
+    """Upstream's device taint eviction controller runs in the local control plane: a pod whose
+    claim tolerates the taint for 15 s is deleted then, and a new claim avoids the device."""
+    request = mig("7g.80gb")
+    request["tolerations"] = [
+        {"key": ECC_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 15}
+    ]
+    templates("mig-7g", request)
+    pod = run_pod(api, namespace, gpu_pod("doomed", "mig-7g"))
+    device = allocation(api, namespace, pod).device
+    resource, core = client.ResourceV1Api(api), client.CoreV1Api(api)
+    rule = resource.create_device_taint_rule(taint_rule(device, "NoExecute"))
+    try:
+        added = rule.spec.taint.time_added
+        assert added is not None  # set by the API server
+        due = added + dt.timedelta(seconds=15)
+
+        def deleted() -> bool:
+            found = core.list_namespaced_pod(namespace).items
+            return not [p for p in found if p.metadata.uid == pod.metadata.uid]
+
+        eventually(deleted, timeout=90, what="the taint eviction controller to delete the pod")
+        gone_at = dt.datetime.now(dt.UTC)
+        events = core.list_namespaced_event(namespace).items
+        print(f"taint due {due}, pod gone at {gone_at}")
+        assert gone_at >= due
+        assert any(e.reason == "DeviceTaintManagerEviction" for e in events)
+
+        # The only 7g device is tainted and this claim does not tolerate it: no allocation.
+        templates("mig-7g-strict", mig("7g.80gb"))
+        core.create_namespaced_pod(namespace, gpu_pod("waiting", "mig-7g-strict"))
+        time.sleep(10)
+        assert core.read_namespaced_pod("waiting", namespace).status.phase == "Pending"
+    finally:
+        resource.delete_device_taint_rule(rule.metadata.name)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from bridgescale.localcluster.processes import ProcessSupervisor
 from bridgescale.localcluster.prometheus import MetricFamily, PrometheusServer, SeriesHistory
 from bridgescale.localcluster.settings import find_project_root
 from bridgescale.quantity import parse
+from bridgescale.updater.recommendations import recommendation_from_json
 
 from .conftest import TEST_PORT_BASE, wait_for_default_account
 
@@ -39,6 +41,7 @@ MIB = 1024**2
 GIB = 1024**3
 HOURS = 48
 ROUTER_POD = "router-6d8f9c7b5-x2k4q"  # a past pod of the Deployment: history outlives pods
+SHARED_POD = "shared"  # a bridge with pod-level resources: router and telemetry in one budget
 
 
 def _times(now: float) -> list[float]:
@@ -67,8 +70,15 @@ def _history(namespace: str, other: str, now: float) -> list[MetricFamily]:
         (namespace, "gpu-bridge-0", "decimator"),
         (namespace, "probe", "probe"),
         (other, "quiet-5f6d7c8b9-abcde", "quiet"),
+        (namespace, SHARED_POD, "router"),
+        (namespace, SHARED_POD, "telemetry"),
     )
     wave = [(t, 600 * MIB + 100 * MIB * math.sin(t / 3600)) for t in times]
+    # In opposite phase: each peaks at 3.5Gi, their sum stays at 4Gi.
+    shared = {
+        c: [(t, 2 * GIB + sign * 1.5 * GIB * math.sin(t / 3600)) for t in times]
+        for c, sign in (("router", 1), ("telemetry", -1))
+    }
     cpu = MetricFamily(
         "container_cpu_usage_seconds",
         "counter",
@@ -83,7 +93,13 @@ def _history(namespace: str, other: str, now: float) -> list[MetricFamily]:
         "gauge",
         "working set",
         [
-            _series("container_memory_working_set_bytes", ns, pod, c, wave)
+            _series(
+                "container_memory_working_set_bytes",
+                ns,
+                pod,
+                c,
+                shared[c] if pod == SHARED_POD else wave,
+            )
             for ns, pod, c in containers
         ],
     )
@@ -186,7 +202,20 @@ def _fleet(namespace: str) -> list[Json]:
         },
         "spec": {"containers": [_container("probe")]},
     }
-    objects = [_deployment("router", _container("router")), stateful_set, probe]
+    envelope = {"cpu": "1", "memory": "8Gi"}
+    shared = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": SHARED_POD},
+        "spec": {
+            "resources": {"requests": envelope, "limits": envelope},
+            "containers": [
+                {"name": "router", "image": "bridge:1", "resources": {"requests": {"cpu": "250m"}}},
+                {"name": "telemetry", "image": "telemetry:1"},
+            ],
+        },
+    }
+    objects = [_deployment("router", _container("router")), stateful_set, probe, shared]
     for obj in objects:
         obj["metadata"]["namespace"] = namespace
     return objects
@@ -222,8 +251,8 @@ def bridges(
         )
     )
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
-    wait_for_default_account(core, namespace)
-    wait_for_default_account(core, other)
+    for created in (namespace, other):
+        wait_for_default_account(api, created)
     kube.apply(api, kube.load_manifests(ROOT / "tests/cluster/manifests/vpa-crd.yaml"))
     time.sleep(2)  # the VPA CRD becomes established
     quiet = _deployment("quiet", _container("quiet"))
@@ -242,7 +271,7 @@ def recommender_kubeconfig(
     local_cluster: LocalEnvironment, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     manifests = kube.load_manifests(
-        ROOT / "deploy/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"
+        ROOT / "deploy/system/namespace.yaml", ROOT / "deploy/recommender/rbac.yaml"
     )
     kube.apply(api, manifests)
     path = tmp_path_factory.mktemp("sa") / "recommender.yaml"
@@ -306,7 +335,7 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     assert refused is None, run.stderr[-3000:]
 
     published = _recommendations(api, namespace)
-    assert set(published) == {"router", "gpu-bridge", "probe"}
+    assert set(published) == {"router", "gpu-bridge", "probe", SHARED_POD}
     assert _recommendations(api, other) == {}
     assert published["router"]["spec"]["targetRef"] == {
         "apiVersion": "apps/v1",
@@ -314,7 +343,12 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
         "name": "router",
     }
     targets = {name: _targets(rr) for name, rr in published.items()}
-    for name, container in (("router", "router"), ("gpu-bridge", "decimator"), ("probe", "probe")):
+    for name, container in (
+        ("router", "router"),
+        ("gpu-bridge", "decimator"),
+        ("probe", "probe"),
+        (SHARED_POD, "router"),
+    ):
         assert {"cpu", "memory"} <= set(targets[name][container]), targets[name]
     assert "gpu-memory" in targets["gpu-bridge"]["decimator"]
     assert "gpu-memory" not in targets["router"]["router"]
@@ -326,9 +360,23 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     assert parse(targets["router"]["router"]["cpu"], "cpu") <= 0.3
     assert parse(targets["probe"]["probe"]["memory"], "memory") >= 700 * MIB
 
+    # The envelope follows the peak of the sum (4Gi), not the sum of the peaks (7Gi); the
+    # telemetry container, with no resources of its own, gets no recommendation.
+    assert set(targets[SHARED_POD]) == {"router"}
+    envelope = published[SHARED_POD]["status"]["podRecommendation"]
+    assert 4 * GIB <= parse(envelope["target"]["memory"], "memory") <= 5 * GIB
+    assert "podRecommendation" not in published["router"]["status"]
+
     conditions = {c["type"]: c for c in published["router"]["status"]["conditions"]}
     assert conditions["RecommendationProvided"]["status"] == "True"
     assert conditions["PrometheusUnavailable"]["status"] == "False"
+
+    # The router ran at 0.5 cores all along: so is every hour of its load forecast, which the
+    # updater reads to recreate pods at the quietest hour.
+    forecast = published["router"]["status"]["loadForecast"]
+    assert forecast["stepSeconds"] == 3600 and len(forecast["cpu"]) == 24
+    assert all(abs(cores - 0.5) < 0.05 for cores in forecast["cpu"]), forecast
+    assert recommendation_from_json(published["router"]).forecast is not None
 
     vpa = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "autoscaling.k8s.io", "v1", namespace, "verticalpodautoscalers", "router"
@@ -350,6 +398,7 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
         "router",
         "gpu-bridge",
         "probe",
+        SHARED_POD,
     }
 
 
@@ -381,6 +430,8 @@ def test_recommend_json_lists_every_container(
         ("Deployment", "router", "router"),
         ("StatefulSet", "gpu-bridge", "decimator"),
         ("Pod", "probe", "probe"),
+        ("Pod", SHARED_POD, "router"),
+        ("Pod", SHARED_POD, ""),  # the envelope
     }
     for row in rows:
         assert {"cpu", "memory"} <= set(row["target"])
@@ -407,12 +458,14 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.fault
 def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
     api: client.ApiClient,
     bridges: tuple[str, str],
     prometheus: PrometheusServer,
     recommender_kubeconfig: Path,
     tmp_path: Path,
+    checked: Callable[[str], None],
 ) -> None:
     namespace, _ = bridges
     base = f"http://127.0.0.1:{SERVICE_PORT}"
@@ -453,6 +506,10 @@ def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
         provided = {c["type"]: c["status"] for c in after["status"]["conditions"]}
         assert provided["RecommendationProvided"] == "True"
         assert 'resource="memory",workload="router"' in _get(f"{base}/metrics")[1]
+        checked(
+            "Prometheus stopped under the running service: PrometheusUnavailable True, targets "
+            "and RecommendationProvided kept, /metrics still serves the last recommendations"
+        )
     finally:
         service.terminate()
         try:
@@ -462,3 +519,72 @@ def test_service_metrics_and_a_prometheus_outage_keeps_recommendations(
         log.close()
         print((tmp_path / "recommender.log").read_text()[-4000:])
         prometheus.start()
+
+
+def _connected_to(port: int) -> bool:
+    """Whether some local socket has a TCP connection established to `port` on loopback."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and int(remote.split(":")[1], 16) == port:
+            return True
+    return False
+
+
+def _once(kubeconfig: Path, prometheus: PrometheusServer) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _bridgescale(kubeconfig, prometheus, "recommender", "--once"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_environment(),
+    )
+
+
+@pytest.mark.fault
+def test_prometheus_killed_in_the_middle_of_a_query_keeps_the_last_recommendations(
+    api: client.ApiClient,
+    bridges: tuple[str, str],
+    prometheus: PrometheusServer,
+    recommender_kubeconfig: Path,
+    checked: Callable[[str], None],
+) -> None:
+    namespace, _ = bridges
+    first = _once(recommender_kubeconfig, prometheus)
+    assert first.wait(timeout=300) == 0, first.communicate()[0][-3000:]
+    before = _recommendations(api, namespace)
+    supervisor: ProcessSupervisor = prometheus.supervisor  # type: ignore[attr-defined]
+    process = supervisor.find("prometheus")
+    assert process is not None
+
+    # Frozen, Prometheus still accepts connections (the kernel does) but answers none: the
+    # cycle's first query is then in flight when the process is killed.
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        cycle = _once(recommender_kubeconfig, prometheus)
+        _wait_for(lambda: _connected_to(PROMETHEUS_PORT), 120, "a query to Prometheus")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+    output = cycle.communicate(timeout=300)[0]
+    supervisor.stop("prometheus")
+    print(output[-3000:])
+    after = _recommendations(api, namespace)
+    conditions = {c["type"]: c for c in after["router"]["status"]["conditions"]}
+    unavailable = conditions["PrometheusUnavailable"]
+    assert unavailable["status"] == "True"
+    assert {n: _targets(r) for n, r in after.items()} == {n: _targets(r) for n, r in before.items()}
+    assert cycle.returncode == 1
+    assert "Traceback" not in output
+
+    prometheus.start()
+    again = _once(recommender_kubeconfig, prometheus)
+    assert again.wait(timeout=300) == 0, again.communicate()[0][-3000:]
+    recovered = _recommendations(api, namespace)
+    conditions = {c["type"]: c for c in recovered["router"]["status"]["conditions"]}
+    assert conditions["PrometheusUnavailable"]["status"] == "False"
+    assert set(recovered) == set(before)
+    checked(
+        f"Prometheus SIGKILLed with a query in flight: the cycle ended with exit 1 and no "
+        f"traceback; {len(after)} recommendations kept their targets with PrometheusUnavailable "
+        f"True ({unavailable['message'][:80]!r}); after a restart the next cycle cleared it"
+    )

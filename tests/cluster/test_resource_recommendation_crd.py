@@ -1,16 +1,26 @@
-"""The ResourceRecommendation CRD from deploy/ on the real API server: its schema, its status
+"""The ResourceRecommendation CRD from deploy/ on the real API server: its schema (which takes any
+status the recommender publishes, Hypothesis-generated, and refuses bad quantities), its status
 subresource and the columns `kubectl get` prints."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any
+import uuid
+from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from bridgescale import kube
+from bridgescale.policy import WorkloadPolicy
+from bridgescale.recommender.fleet import ModelRecommendation
+from bridgescale.recommender.status import cap, recommendation_status
+from bridgescale.updater.recommendations import recommendation_from_json
+from tests.unit.test_status_round_trip import POLICIES, model_recommendations
 
 GROUP, VERSION, PLURAL = "bridgescale.dev", "v1alpha1", "resourcerecommendations"
 
@@ -101,3 +111,32 @@ def test_status_with_a_bad_quantity_is_refused(
     error = kube.translate(refused.value)
     assert isinstance(error, kube.Invalid)
     assert "target.cpu" in error.message
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(found=st.lists(model_recommendations(), min_size=1, max_size=3), policy=POLICIES)
+def test_any_published_status_is_stored_and_read_back_unchanged(
+    api: client.ApiClient, crds: list[str], namespace: str,
+    found: list[ModelRecommendation], policy: WorkloadPolicy,
+) -> None:  # fmt: skip
+    results = [
+        cap(f"c{i}", "bridgescale", f, policy, has_gpu_claim=True) for i, f in enumerate(found)
+    ]
+    status = recommendation_status(results, {}, dt.datetime.now(dt.UTC))
+    custom = client.CustomObjectsApi(api)
+    name = f"bridge-{uuid.uuid4().hex[:6]}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _recommendation(name))
+
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+    )  # the schema accepts whatever the recommender publishes
+
+    stored = cast(
+        dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    )
+    assert stored["status"]["containerRecommendations"] == status["containerRecommendations"]
+    read = recommendation_from_json(stored)
+    expected = recommendation_from_json({**stored, "status": status})
+    assert read.containers == expected.containers

@@ -9,14 +9,13 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from bridgescale import kube
 from bridgescale.kube import admission, leases, updater_events
 from bridgescale.kube.updater_cluster import KubeCluster
 from bridgescale.localcluster.environment import LocalEnvironment
@@ -30,13 +29,9 @@ from bridgescale.updater.sizing import ContainerChange, Resize
 from tests.cluster.waiting import eventually
 
 from .updater_support import (
-    UPDATER_ACCOUNT,
     UPDATER_NAMESPACE,
-    apply_updater_rbac,
     bare_pod,
-    create_node,
     deployment,
-    opt_in,
     recommend,
     report,
     run_on_node,
@@ -45,39 +40,6 @@ from .updater_support import (
 
 pytestmark = pytest.mark.cluster
 BEFORE = dt.timedelta(minutes=10)
-
-
-@pytest.fixture(scope="module")
-def updater_kubeconfig(
-    local_cluster: LocalEnvironment, api: client.ApiClient, crds: list[str]
-) -> Path:
-    apply_updater_rbac(api)
-    return local_cluster.mint_kubeconfig(UPDATER_NAMESPACE, UPDATER_ACCOUNT)
-
-
-@pytest.fixture
-def as_updater(updater_kubeconfig: Path) -> Iterator[client.ApiClient]:
-    with kube.new_client(updater_kubeconfig) as api_client:
-        yield api_client
-
-
-@pytest.fixture
-def node(api: client.ApiClient, namespace: str) -> Iterator[str]:
-    name = f"node-{namespace}"
-    create_node(api, name)
-    yield name
-    client.CoreV1Api(api).delete_node(name)
-
-
-@pytest.fixture
-def bridges(api: client.ApiClient, namespace: str) -> Iterator[str]:
-    """An opted-in namespace; its pods are removed at once afterwards (no kubelet waits)."""
-    opt_in(api, namespace)
-    yield namespace
-    core = client.CoreV1Api(api)
-    core.patch_namespace(namespace, {"metadata": {"labels": {"bridgescale.dev/enabled": None}}})
-    client.AppsV1Api(api).delete_collection_namespaced_deployment(namespace)
-    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
 
 
 def _mine(actions: list[Action], namespace: str) -> list[tuple[str, str]]:
@@ -137,9 +99,11 @@ class CountingCluster(KubeCluster):
         return answer
 
 
+@pytest.mark.fault
 def test_a_stale_resource_version_is_refused_then_reread_and_retried(
-    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, node: str
-) -> None:
+    api: client.ApiClient, as_updater: client.ApiClient, bridges: str, node: str,
+    checked: Callable[[str], None],
+) -> None:  # fmt: skip
     core = client.CoreV1Api(api)
     core.create_namespaced_pod(bridges, bare_pod("bridge-0", node))
     run_on_node(api, bridges, "bridge-0", node)
@@ -157,9 +121,12 @@ def test_a_stale_resource_version_is_refused_then_reread_and_retried(
 
     assert outcome.result is ResizeResult.ACCEPTED
     assert [r.kind for r in cluster.refusals] == ["Conflict"]
-    assert (
-        core.read_namespaced_pod("bridge-0", bridges).spec.containers[0].resources.requests["cpu"]
-        == "1"
+    after = core.read_namespaced_pod("bridge-0", bridges)
+    assert after.spec.containers[0].resources.requests["cpu"] == "1"
+    assert after.metadata.labels["moved"] == "yes"  # the other writer's change is kept
+    checked(
+        "a second writer changed the pod first: the resize got 409 Conflict once, re-read the "
+        "pod, re-planned and was accepted; the other writer's label kept"
     )
 
 
@@ -251,9 +218,11 @@ def _updater(kubeconfig: Path, *flags: str) -> list[str]:
             str(kubeconfig), *flags]  # fmt: skip
 
 
+@pytest.mark.fault
 def test_a_bare_pod_comes_back_after_the_updater_is_killed_between_eviction_and_creation(
-    api: client.ApiClient, updater_kubeconfig: Path, bridges: str, node: str
-) -> None:
+    api: client.ApiClient, updater_kubeconfig: Path, bridges: str, node: str,
+    checked: Callable[[str], None],
+) -> None:  # fmt: skip
     core = client.CoreV1Api(api)
     old_uid = running_bare_pod(api, bridges, node, {"cpu": "2", "memory": "256Mi"})
     report(api, bridges, "bridge-0", pending="Infeasible")
@@ -283,6 +252,10 @@ def test_a_bare_pod_comes_back_after_the_updater_is_killed_between_eviction_and_
     assert pod.metadata.uid != old_uid
     assert pod.spec.containers[0].resources.requests == {"cpu": "2", "memory": "256Mi"}
     assert core.list_namespaced_config_map(bridges, label_selector=saved).items == []
+    checked(
+        "updater SIGKILLed after evicting a bare pod (its manifest saved in a ConfigMap): the "
+        "next run recreated it once at the target (new uid, cpu 2) and deleted the ConfigMap"
+    )
 
 
 def test_dry_run_decides_and_writes_nothing(

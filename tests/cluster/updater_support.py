@@ -22,7 +22,8 @@ UPDATER_NAMESPACE, UPDATER_ACCOUNT = "bridgescale-system", "bridgescale-updater"
 def apply_updater_rbac(api: client.ApiClient) -> None:
     deploy = find_project_root(Path(__file__)) / "deploy"
     kube.apply(
-        api, kube.load_manifests(deploy / "namespace.yaml", deploy / "updater" / "rbac.yaml")
+        api,
+        kube.load_manifests(deploy / "system" / "namespace.yaml", deploy / "updater" / "rbac.yaml"),
     )
     review = {
         "apiVersion": "authorization.k8s.io/v1",
@@ -108,7 +109,10 @@ def recommend(
     name: str,
     target: dict[str, str],
     container: str = "router",
+    pod_target: dict[str, str] | None = None,
 ) -> None:
+    """A ResourceRecommendation with `target` for `container` (none if empty), and
+    `pod_target` as the envelope of pods with pod-level resources."""
     custom = client.CustomObjectsApi(api)
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -117,8 +121,10 @@ def recommend(
         "spec": {"targetRef": {"apiVersion": "v1", "kind": kind, "name": name}},
     }
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    recommendation = {"containerName": container, "target": target}
-    status = {"status": {"containerRecommendations": [recommendation]}}
+    recommendations = [{"containerName": container, "target": target}] if target else []
+    status: dict[str, Any] = {"status": {"containerRecommendations": recommendations}}
+    if pod_target:
+        status["status"]["podRecommendation"] = {"target": pod_target}
     custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, body["metadata"]["name"], status
     )

@@ -24,7 +24,7 @@ from bridgescale.simulator.admission import (
     memory_decrease_error,
     retry_order,
 )
-from bridgescale.simulator.resources import ContainerResources, PodResources
+from bridgescale.simulator.resources import ContainerResources, Envelope, PodResources
 
 MI = 1024 * 1024
 NODE = NodeCapacity(cpu_millis=4000, memory_bytes=4 * 1024 * MI, pods=110)
@@ -269,4 +269,48 @@ def test_memory_limit_check_without_a_pod_limit_names_the_container_only() -> No
     assert error == (
         'cannot decrease memory limits: attempting to set container "c" memory limit (104857600) '
         "below current usage (136314880)"
+    )
+
+
+def bridge_with_envelope(cpu: str, memory: str) -> PodResources:
+    """A router with a small request and a sidecar without any, inside a Guaranteed envelope."""
+    both = {"cpu": cpu, "memory": memory}
+    return PodResources(
+        (requests("100m", "64Mi", "router"), ContainerResources("telemetry")),
+        Envelope(both, both),
+    )
+
+
+def test_an_envelope_stands_for_the_pods_requests_limits_and_qos_class() -> None:
+    bridge = bridge_with_envelope("1", "1Gi")
+    assert (bridge.requests("cpu"), bridge.requests("memory")) == (1000, 1024 * MI)
+    assert bridge.container_requests("cpu") == 100
+    assert bridge.memory_limit() == 1024 * MI
+    assert bridge.qos_class() == "Guaranteed"  # though its containers alone are Burstable
+    burstable = PodResources(bridge.containers, Envelope({"cpu": "1"}, {"cpu": "2"}))
+    assert burstable.qos_class() == "Burstable"
+    assert burstable.requests("memory") == 64 * MI  # not named by the envelope: the containers'
+
+
+def test_an_envelope_resize_is_deferred_by_the_envelope_not_the_containers() -> None:
+    others = [pod(guaranteed("3", "1Gi"))]
+    grown = bridge_with_envelope("1500m", "1Gi")
+    verdict = admit_resize(NODE, grown, bridge_with_envelope("1", "1Gi"), others)
+    assert verdict == Pending(
+        "Deferred",
+        "Node didn't have enough resource: cpu, requested: 1500, used: 3000, capacity: 4000",
+    )
+    assert increases_requests(grown, bridge_with_envelope("1", "1Gi"))
+    assert not grown.same_as(bridge_with_envelope("1", "1Gi"))
+
+
+def test_lowering_the_envelope_below_the_pods_usage_fails() -> None:
+    error = memory_decrease_error(
+        bridge_with_envelope("1", "1Gi"),
+        bridge_with_envelope("1", "512Mi"),
+        {"router": 400 * MI, "telemetry": 200 * MI},
+    )
+    assert error == (
+        "cannot decrease memory limits: attempting to set pod memory limit "
+        f"({512 * MI}) below current usage ({600 * MI})"
     )

@@ -2,15 +2,17 @@
 the hour-of-day profile, and hourly means folded across batches."""
 
 import numpy as np
+import pytest
 
 from bridgescale.models.base import HOUR, OomEvents, SampleBatch
-from bridgescale.models.bridgescale import BridgescaleRecommender
+from bridgescale.models.bridgescale import BridgescaleRecommender, cpu_load_forecast
 from bridgescale.models.forecast import (
     WEEK_HOURS,
     daily_max_quantile,
     daily_maxima,
     seasonal_profile,
 )
+from bridgescale.models.vpa import VpaRecommender
 
 NEXT_HOUR = 1000 * WEEK_HOURS  # a multiple of the week: slot 0 is the hour to forecast
 
@@ -61,3 +63,25 @@ def test_hourly_means_survive_batches_that_split_an_hour() -> None:
         recommender.observe(state, batch, OomEvents.none())
     slots = (np.floor(start / HOUR).astype(np.int64) + np.arange(2)) % WEEK_HOURS
     np.testing.assert_allclose(state["cpu_means"][0, slots], [cpu[:12].mean(), cpu[12:].mean()])
+
+
+def test_the_cpu_load_forecast_finds_the_quiet_hours_of_a_daily_pattern() -> None:
+    """A week of a load that is low from 02:00 to 05:00 each day: the forecast says so."""
+    recommender = BridgescaleRecommender()
+    state = recommender.new_state(1)
+    hours = np.arange(24 * 7)
+    timestamps = np.concatenate([h * HOUR + np.arange(0, HOUR, 300.0) for h in hours])
+    hour_of_day = (timestamps // HOUR) % 24
+    cores = np.where((hour_of_day >= 2) & (hour_of_day < 5), 0.2, 1.0)
+    samples = SampleBatch(
+        np.zeros(timestamps.size, np.int64),
+        timestamps,
+        {"cpu": cores, "memory": np.full(timestamps.size, 1e9)},
+    )
+    recommender.observe(state, samples, OomEvents.none())
+    now = 24 * 7 * HOUR + 1800.0  # half past midnight on day 8
+    forecast = cpu_load_forecast(state, now)
+    assert forecast is not None and forecast.shape == (1, 24)
+    assert forecast[0, 2:5] == pytest.approx(0.2)
+    assert np.delete(forecast[0], [2, 3, 4]) == pytest.approx(1.0)
+    assert cpu_load_forecast(VpaRecommender().new_state(1), now) is None

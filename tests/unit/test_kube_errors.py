@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import urllib3
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
@@ -51,3 +53,10 @@ def test_any_answer_maps_to_a_kube_error(status: int, body: str | None) -> None:
         assert type(error) is kube.Unavailable
     else:
         assert type(error) is kube.KubeError
+
+
+def test_no_answer_is_unavailable() -> None:
+    pool = urllib3.HTTPConnectionPool("127.0.0.1")
+    refused = urllib3.exceptions.MaxRetryError(pool, "/api/v1/pods", "Connection refused")
+    with pytest.raises(kube.Unavailable, match="no answer from the API server"), kube.api_errors():
+        raise refused

@@ -87,3 +87,20 @@ def test_parse_of_any_text_is_a_value_or_a_quantity_error(text: str) -> None:
         return
     assert math.isfinite(value)
     assert value >= 0
+
+
+@pytest.mark.parametrize(
+    ("value", "resource", "expected"),
+    [(1e-10, "cpu", 0.001), (0.5, "memory", 1024**2), (0, "memory", 0)],
+)
+def test_a_positive_amount_never_rounds_to_nothing(
+    value: float, resource: quantity.Resource, expected: float
+) -> None:
+    assert quantity.round_up(value, resource) == expected
+    assert (quantity.format_cpu(value) == "0") == (value == 0)
+
+
+@pytest.mark.parametrize("text", ["9223372036854775808", "16Ei", "9223372036854776k"])
+def test_amounts_beyond_what_kubernetes_holds_are_refused(text: str) -> None:
+    with pytest.raises(QuantityError, match="too large"):
+        quantity.parse(text, "memory" if "k" not in text else "cpu")

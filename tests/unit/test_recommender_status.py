@@ -7,9 +7,17 @@ import datetime as dt
 
 from bridgescale.kube.workloads import ContainerSpec, Workload, WorkloadRef
 from bridgescale.policy import WorkloadPolicy
+from bridgescale.quantity import POD
 from bridgescale.recommender.discovery import PodOwners
 from bridgescale.recommender.fleet import ModelRecommendation
-from bridgescale.recommender.status import cap, recommendation_status, unavailable_status
+from bridgescale.recommender.status import (
+    ContainerResult,
+    cap,
+    load_forecast,
+    recommendation_status,
+    unavailable_status,
+    vpa_status,
+)
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 GIB = 1024**3
@@ -74,3 +82,47 @@ def test_past_pods_map_to_their_workloads_by_name() -> None:
     assert owners.workload_of("x").ref.kind == "Pod"
     assert owners.workload_of("router") is None
     assert owners.workload_of("other-6d8f9c7b5-x2k4q") is None
+
+
+def test_the_load_forecast_sums_the_containers_hour_by_hour_from_the_current_hour() -> None:
+    now = dt.datetime(2026, 7, 1, 10, 25, tzinfo=dt.UTC)
+    router = ContainerResult("router", "bridgescale", cpu_profile=(0.5, 0.25, 1.0))
+    sidecar = ContainerResult("telemetry", "bridgescale", cpu_profile=(0.1, 0.1, 0.1))
+    assert load_forecast([router, sidecar], now) == {
+        "start": "2026-07-01T10:00:00Z",
+        "stepSeconds": 3600,
+        "cpu": [0.6, 0.35, 1.1],
+    }
+    assert load_forecast([router, ContainerResult("new", "bridgescale")], now) is None
+    assert "loadForecast" not in recommendation_status([ContainerResult("a", "m")], {}, now)
+
+
+def test_an_envelope_is_published_as_the_pod_recommendation() -> None:
+    router = cap("router", "bridgescale", _found(), WorkloadPolicy(), has_gpu_claim=False)
+    envelope = cap(POD, "bridgescale", _found(), WorkloadPolicy(), has_gpu_claim=False)
+
+    status = recommendation_status([router, envelope], {}, NOW)
+
+    assert [e["containerName"] for e in status["containerRecommendations"]] == ["router"]
+    assert status["podRecommendation"]["target"] == {"cpu": "2", "memory": "3Gi"}
+    assert "containerName" not in status["podRecommendation"]
+    assert vpa_status([router, envelope], {}, NOW)["recommendation"][
+        "containerRecommendations"
+    ] == [vpa_status([router], {}, NOW)["recommendation"]["containerRecommendations"][0]]
+    assert recommendation_status([router], status, NOW)["podRecommendation"] is None
+
+
+def test_an_envelope_covers_the_containers_without_resources_of_their_own() -> None:
+    ref = WorkloadRef("ns", "Deployment", "bridge", "apps/v1", "uid")
+    router = ContainerSpec("router", requests={"cpu": "200m"})
+    workload = Workload(
+        ref,
+        {},
+        (router, ContainerSpec("telemetry")),
+        envelope=ContainerSpec(POD, limits={"cpu": "1"}),
+    )
+    assert [c.name for c in workload.sized()] == ["router", POD]
+    assert Workload(ref, {}, (router, ContainerSpec("telemetry"))).sized() == (
+        router,
+        ContainerSpec("telemetry"),
+    )

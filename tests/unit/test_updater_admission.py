@@ -120,6 +120,59 @@ def test_a_node_has_room_when_its_other_pods_leave_enough() -> None:
     assert node_with_room([node], pods, {"cpu": 3.5, "memory": 1.0 * GiB}, "leaving") is None
 
 
+def _node(name: str, labels: dict[str, str], taints: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+        "status": {"allocatable": {"cpu": "8", "memory": "16Gi"}},
+    }
+
+
+GPU_TAINT = {"key": "gpu", "value": "true", "effect": "NoSchedule"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, "plain"),
+        ({"nodeSelector": {"zone": "b"}}, None),  # the taint is not tolerated
+        ({"nodeSelector": {"zone": "c"}}, None),
+        ({"tolerations": [{"key": "gpu", "operator": "Exists"}], "nodeSelector": {"zone": "b"}},
+         "tainted"),
+        ({"tolerations": [{"key": "gpu", "value": "false"}], "nodeSelector": {"zone": "b"}},
+         None),
+        ({"tolerations": [{"operator": "Exists"}], "nodeSelector": {"zone": "b"}}, "tainted"),
+        ({"tolerations": [{"key": "gpu", "value": "true", "effect": "NoExecute"}],
+          "nodeSelector": {"zone": "b"}}, None),
+        ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}},
+          "tolerations": [{"key": "gpu", "operator": "Exists"}]}, "tainted"),
+        ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": ["plain"]}]}]}}}},
+         "plain"),
+        ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "cores", "operator": "Gt", "values": ["16"]}]}]}}}}, None),
+    ],
+)  # fmt: skip
+def test_room_is_found_only_on_nodes_the_replacement_may_use(
+    spec: dict[str, Any], expected: str | None
+) -> None:
+    nodes = [
+        _node("plain", {"zone": "a", "cores": "8"}, []),
+        _node("tainted", {"zone": "b", "cores": "8"}, [GPU_TAINT]),
+    ]
+    assert node_with_room(nodes, [], {"cpu": 1.0}, "leaving", spec) == expected
+
+
+def test_an_unschedulable_node_has_no_room() -> None:
+    cordoned = _node("plain", {}, [])
+    cordoned["spec"]["unschedulable"] = True
+    assert node_with_room([cordoned], [], {"cpu": 1.0}, "leaving") is None
+
+
 def test_the_api_servers_refusal_of_a_container_with_claims_is_told_apart() -> None:
     amounts = {"cpu": 1.0, "memory": 256.0 * MiB}
     claimed = Container("router", amounts, amounts, has_claims=True)

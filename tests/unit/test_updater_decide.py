@@ -90,6 +90,28 @@ def test_cool_down_holds_scale_downs_but_not_scale_ups() -> None:
     assert isinstance(_decide(recent, recs=DOWN), Wait)
 
 
+def test_during_the_cool_down_only_what_rises_changes() -> None:
+    """The router would shrink and its sidecar grow: within the cool-down only the sidecar
+    grows, and the router keeps its size."""
+    amounts = {"cpu": 1.0, "memory": 1.0 * GiB}
+    sidecar = Container("telemetry", amounts, amounts)
+    pod = _pod(last_resize=NOW - dt.timedelta(minutes=1))
+    pod = replace(pod, containers=(*pod.containers, sidecar),
+                  applied={**pod.applied, "telemetry": sidecar})  # fmt: skip
+    mixed = {**DOWN, "telemetry": ContainerRecommendation("telemetry", {"cpu": 2.0})}
+
+    decision = _decide(pod, recs=mixed)
+
+    assert isinstance(decision, Resize)
+    assert [c.container for c in decision.changes] == ["telemetry"]
+    assert decision.changes[0].limits["cpu"] == 2.0
+    settled = replace(pod, last_resize=NOW - dt.timedelta(hours=1))
+    assert sorted(c.container for c in _decide(settled, recs=mixed).changes) == [
+        "router",
+        "telemetry",
+    ]
+
+
 def test_pod_from_json_reads_conditions_generation_and_the_last_resize() -> None:
     raw = {
         "metadata": {

@@ -79,6 +79,7 @@ def test_grows_to_the_smallest_profile_that_covers_the_target() -> None:
     assert swap.template["metadata"]["labels"] == {
         "bridgescale.dev/workload": "Deployment.pc",
         "bridgescale.dev/pod-claim": "gpu",
+        "bridgescale.dev/managed": "true",
     }
 
 
@@ -122,12 +123,28 @@ def test_slices_hold_a_profile_only_while_the_counters_last() -> None:
 
 
 def test_only_templates_made_by_the_updater_and_unused_are_cleaned_up() -> None:
-    labels = {"bridgescale.dev/workload": "Deployment.pc", "bridgescale.dev/pod-claim": "gpu"}
+    labels = {
+        "bridgescale.dev/workload": "Deployment.pc",
+        "bridgescale.dev/pod-claim": "gpu",
+        "bridgescale.dev/managed": "true",
+    }
+    unmanaged = {k: v for k, v in labels.items() if k != "bridgescale.dev/managed"}
     templates = [
         {"metadata": {"name": "theirs"}},
+        {"metadata": {"name": "labelled", "labels": unmanaged}},
         {"metadata": {"name": "a", "labels": labels, "creationTimestamp": "2026-12-03T10:00:00Z"}},
         {"metadata": {"name": "b", "labels": labels, "creationTimestamp": "2026-12-03T11:00:00Z"}},
         {"metadata": {"name": "c", "labels": labels, "creationTimestamp": "2026-12-03T09:00:00Z"}},
     ]
     pods = [{"spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "c"}]}}]
-    assert unused_templates(templates, pods) == ["a"]
+    assert unused_templates(templates, pods) == ["a"]  # b is the newest: new pods get it
+    assert unused_templates(templates, pods, gone={"Deployment.pc"}) == ["a", "b"]
+    assert unused_templates(templates, [], gone={"Deployment.pc"}) == ["a", "b", "c"]
+
+
+def test_room_is_found_only_on_devices_not_excluded() -> None:
+    free = _mig_slices()
+    assert slices_can_hold(_mig("7g.80gb"), free, [], "me")
+    assert not slices_can_hold(
+        _mig("7g.80gb"), free, [], "me", frozenset({("node-0", "7g.80gb-0")})
+    )

@@ -247,3 +247,32 @@ def test_policy_bounds_the_limit_of_a_burstable_container() -> None:
     assert resize is not None
     assert resize.changes[0].limits["memory"] == 4 * GiB
     assert resize.changes[0].requests["memory"] == 2 * GiB
+
+
+@given(pods(), st.lists(RECOMMENDATIONS, min_size=3, max_size=3), POLICIES, USAGE)
+def test_the_patch_says_exactly_the_planned_resize(
+    pod: Pod, recs: list[ContainerRecommendation], policy: WorkloadPolicy, usage: Usage
+) -> None:
+    by_name = {f"c{i}": ContainerRecommendation(f"c{i}", r.target) for i, r in enumerate(recs)}
+    resize = plan_resize(pod, by_name, policy, {c.name: usage for c in pod.containers}, SETTINGS)
+    if resize is None:
+        return
+
+    patch = resize.patch()
+
+    assert set(patch) == {"metadata", "spec"}
+    assert patch["metadata"] == {"resourceVersion": pod.resource_version}  # the precondition
+    assert set(patch["spec"]) == {"containers"}
+    names = [c["name"] for c in patch["spec"]["containers"]]
+    assert len(names) == len(set(names))
+    assert set(names) <= {c.name for c in pod.containers}
+    for entry, change in zip(patch["spec"]["containers"], resize.changes, strict=True):
+        assert set(entry) == {"name", "resources"}
+        for key, planned in (("requests", change.requests), ("limits", change.limits)):
+            written = entry["resources"].get(key, {})
+            assert set(written) == set(planned) <= set(SIZED)  # cpu and memory only, none removed
+            for resource, text in written.items():
+                assert parse(text, resource) >= planned[resource]  # never written smaller
+                assert parse(text, resource) - planned[resource] <= (
+                    0.001 if resource == "cpu" else 1
+                )

@@ -36,3 +36,18 @@ def test_peak_throttling_and_oom_across_scrapes() -> None:
     assert second.throttled_ratio == 0.5
     assert second.oom_killed_recently
     assert usage.usage("bridges", "other") == {}
+
+
+def test_gpu_memory_used_up_when_dcgm_reports_no_free_framebuffer() -> None:
+    def page(used: int, free: int) -> str:
+        gpu = f'{LABELS},gpu="0",UUID="MIG-0"'
+        return _page(300, 100, 0) + (
+            f"DCGM_FI_DEV_FB_USED{{{gpu}}} {used}\nDCGM_FI_DEV_FB_FREE{{{gpu}}} {free}\n"
+        )
+
+    pages = iter([page(6000, 4240), page(10240, 0)])
+    usage = ScrapedUsage("http://metrics", fetch=lambda _: next(pages))
+    usage.refresh()
+    assert not usage.usage("bridges", "bridge-0")["router"].gpu_memory_full
+    usage.refresh()
+    assert usage.usage("bridges", "bridge-0")["router"].gpu_memory_full
