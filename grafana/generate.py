@@ -423,6 +423,44 @@ def workload_dashboard() -> Json:
 NAMESPACES = 'namespace=~"$namespace"'
 
 
+def _envelope_panel(resource: str, unit: str) -> Json:
+    """For workloads whose pods set pod-level resources: the recommended envelope against the
+    peak of the containers' summed usage and the sum of their separate peaks (what sizing each
+    container on its own would have to cover), over the last day, per pod at most."""
+    envelope = (
+        f'bridgescale_recommendation{{{NAMESPACES}, container="", bound="target", '
+        f'resource="{resource}"}}'
+    )
+    usage = (
+        f'rate(container_cpu_usage_seconds_total{{{NAMESPACES}, container!=""}}[5m])'
+        if resource == "cpu"
+        else f'container_memory_working_set_bytes{{{NAMESPACES}, container!=""}}'
+    )
+    per_pod = "sum by (namespace, pod)"
+    workloads = "max by (namespace, workload)"
+    pods = _pods(NAMESPACES)
+    with_envelope = f"and on (namespace, workload) {envelope}"
+    sum_of_peaks = f"{per_pod} (max_over_time({usage}[1d:5m]))"
+    peak_of_sum = f"max_over_time(({per_pod} ({usage}))[1d:5m])"
+    return timeseries(
+        f"{'CPU' if resource == 'cpu' else 'Memory'} envelope against per-container sizing",
+        "Per workload with pod-level resources: the recommended envelope (target), the peak "
+        "of its containers' summed usage over the last day, and the sum of each container's "
+        "own peak, which per-container sizing would have to cover (the highest pod of the "
+        "workload).",
+        unit,
+        target(f"{workloads} ({envelope})", "{{workload}} envelope target"),
+        target(
+            f"{workloads} ({_join(peak_of_sum, pods, 'workload')}) {with_envelope}",
+            "{{workload}} peak of the sum",
+        ),
+        target(
+            f"{workloads} ({_join(sum_of_peaks, pods, 'workload')}) {with_envelope}",
+            "{{workload}} sum of the peaks",
+        ),
+    )
+
+
 def overview_dashboard() -> Json:
     variables = [
         query_variable(
@@ -454,6 +492,11 @@ def overview_dashboard() -> Json:
             value=True,
         ),
         model_table(NAMESPACES),
+        row("Pod envelopes (pod-level resources)"),
+        *(
+            _envelope_panel(resource, unit)
+            for resource, unit in (("cpu", "none"), ("memory", "bytes"))
+        ),
         row("Pressure"),
         timeseries(
             "OOM kills by namespace",

@@ -28,7 +28,7 @@ def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Body
     }
 
 
-def _bridge_pod(app: str, scale: float, gpu_claim: str | None = None) -> Body:
+def bridge_pod(app: str, scale: float, gpu_claim: str | None = None) -> Body:
     def size(amount: float, unit: str) -> str:
         return f"{round(amount * scale, 3):g}{unit}"
 
@@ -78,13 +78,13 @@ def manifests(namespace: str = NAMESPACE, scale: float = 1.0) -> list[Body]:
             "replicas": 2,
             "serviceName": "lidar-bridge",
             "selector": {"matchLabels": {"app": "lidar-bridge"}},
-            "template": _bridge_pod("lidar-bridge", scale),
+            "template": bridge_pod("lidar-bridge", scale),
         },
     }
-    camera = _deployment("camera-bridge", 2, _bridge_pod("camera-bridge", 0.5 * scale))
+    camera = _deployment("camera-bridge", 2, bridge_pod("camera-bridge", 0.5 * scale))
     gpu_template = _mig_claim_template("pointcloud-gpu", "1g.10gb")
     gpu_template["metadata"]["namespace"] = namespace
-    gpu_pod = _bridge_pod("pointcloud", scale, "pointcloud-gpu")
+    gpu_pod = bridge_pod("pointcloud", scale, "pointcloud-gpu")
     pointcloud = _deployment("pointcloud", 1, gpu_pod)
     for workload in (camera, pointcloud):
         workload["metadata"]["namespace"] = namespace

@@ -74,16 +74,39 @@ def _count(prometheus: PrometheusServer, expr: str) -> tuple[int, int] | str:
     return len(found), sum(series["value"][1] != "NaN" for series in found)
 
 
+def _relay(namespace: str) -> Json:
+    """A bridge whose router and telemetry sidecar share pod-level resources (an envelope):
+    the router sets only its own requests, the sidecar nothing."""
+    template = fleet.bridge_pod("relay-bridge", 0.25)
+    router, telemetry = template["spec"]["containers"]
+    router["resources"] = {"requests": {"cpu": "250m", "memory": "768Mi"}}
+    del telemetry["resources"]
+    template["spec"]["resources"] = {
+        "requests": {"cpu": "500m", "memory": "1536Mi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "relay-bridge", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "relay-bridge"}},
+            "template": template,
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def fleet_namespace(api: client.ApiClient, crds: list[str], simulator: list[str]) -> Iterator[str]:
     """The demo fleet at a quarter of its size, Running in an opted-in namespace."""
     namespace = f"dash-{uuid.uuid4().hex[:6]}"
-    kube.apply(api, fleet.manifests(namespace, scale=0.25))
+    kube.apply(api, [*fleet.manifests(namespace, scale=0.25), _relay(namespace)])
     core = client.CoreV1Api(api)
 
     def running() -> bool:
         pods = core.list_namespaced_pod(namespace).items
-        return len(pods) == 5 and all(p.status.phase == "Running" for p in pods)
+        return len(pods) == 6 and all(p.status.phase == "Running" for p in pods)
 
     eventually(running, timeout=180, what=f"the fleet in {namespace} to run")
     yield namespace
@@ -182,7 +205,7 @@ def _scraped(prometheus: PrometheusServer, namespace: str) -> bool:
         if not _series(prometheus, f'min_over_time(up{{job="{job}"}}[{RATE_INTERVAL}]) == 1'):
             return False
     recommended = f'bridgescale_workload_pod_info{{namespace="{namespace}"}}[{RATE_INTERVAL}]'
-    return len(_series(prometheus, f"count_over_time({recommended}) >= 4")) == 5
+    return len(_series(prometheus, f"count_over_time({recommended}) >= 4")) == 6
 
 
 def _dashboards() -> dict[str, Json]:
