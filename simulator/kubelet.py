@@ -2,7 +2,9 @@
 deferred resizes, kill containers that pass their memory limit, and finish graceful deletions.
 
 One thread owns all pod state (`PodWorker.run`): watch events arrive on a queue and timers fire
-between them, so no decision races another. The metrics collector reads under `lock`.
+between them, so no decision races another. The metrics collector reads under `lock`. Statuses
+go out through the status manager (`status.StatusWriter`) on threads of their own, and a resize
+is admitted against the Node as last seen by the node watch, as the kubelet's informer has it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from bridgescale.simulator.pods import (
 )
 from bridgescale.simulator.resources import CPU, MEMORY, Body
 from bridgescale.simulator.settings import SimulatorSettings
+from bridgescale.simulator.status import StatusWrite, StatusWriter
 from bridgescale.simulator.usage import Usage, container_usage
 
 logger = logging.getLogger(__name__)
@@ -89,10 +92,6 @@ class Timer:
 
 
 class PodWorker:
-    # TODO(one worker per simulated node, or status writes from a pool): every node's pod work
-    # is done by this one thread, three requests per resize (the Node read and two status
-    # writes), so a fleet-wide change of a thousand pods waits minutes for it on a busy machine,
-    # where real kubelets, one per node, work side by side (bench/updater.py shows it).
     def __init__(
         self,
         api: RawApi,
@@ -114,6 +113,12 @@ class PodWorker:
         self._retry = RetrySchedule(
             settings.deferred_retry_initial_seconds, settings.deferred_retry_seconds
         )
+        self.status = StatusWriter(api, self._knows)
+        self._allocatable: dict[str, Body] = {}  # node name -> allocatable, as last watched
+
+    def _knows(self, uid: str) -> bool:
+        with self.lock:
+            return uid in self.pods
 
     # The loop
 
@@ -346,14 +351,25 @@ class PodWorker:
             self._log(record).info("resize %s: %s", verdict.reason, verdict.message)
             self._write_status(record)
 
+    def node_seen(self, name: str, allocatable: Body | None) -> None:
+        """From the node watch: a Node's allocatable as it is now, None when it was deleted."""
+        with self.lock:
+            if allocatable is None:
+                self._allocatable.pop(name, None)
+            else:
+                self._allocatable[name] = allocatable
+
     def _node_capacity(self, name: str) -> NodeCapacity:
         """The node as resize admission sees it: the allocatable of its Node object, as the
         kubelet reads the Node it last saw; a change is seen at the next retry, with no event."""
         node = self.nodes[name]
-        try:
-            allocatable = self._api.read_node(name).get("status", {}).get("allocatable")
-        except kube.NotFound:  # deleted; registered again at the next heartbeat
-            return node.capacity
+        with self.lock:
+            allocatable = self._allocatable.get(name)
+        if allocatable is None:  # not watched yet
+            try:
+                allocatable = self._api.read_node(name).get("status", {}).get("allocatable")
+            except kube.NotFound:  # deleted; registered again at the next heartbeat
+                return node.capacity
         return node.capacity_from(allocatable or {})
 
     def _actuate(self, uid: str) -> None:
@@ -490,10 +506,7 @@ class PodWorker:
     def _write_status(self, record: PodRecord) -> None:
         with self.lock:
             status = pod_status(record, self.nodes[record.node].address)
-        try:
-            self._api.patch_pod_status(record.name, record.namespace, {"status": status})
-        except kube.NotFound:
-            self._log(record).debug("gone before its status was written")
+        self.status.put(StatusWrite(record.uid, record.name, record.namespace, status))
 
     def _log(self, record: PodRecord) -> ObjectLogger:
         return pod_logger(record)

@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,16 @@ class Simulator:
         self._publish_devices(registered)
         if self.settings.metrics_port:
             self.serve_metrics(self.settings.metrics_port)
+        writers = [
+            (f"status-writer-{i}", self.worker.status.run)
+            for i in range(self.settings.status_writers)
+        ]
         for name, target in (
             ("pod-worker", self.worker.run),
             ("pod-watch", self._watch_pods),
+            ("node-watch", self._watch_nodes),
             ("heartbeat", self._heartbeat),
+            *writers,
         ):
             thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
             thread.start()
@@ -172,51 +178,35 @@ class Simulator:
                 for body in dra.resource_slices(node, by_name[node.name]):
                     self._api.put_resource_slice(body)
 
+    def _watch_nodes(self, stop: threading.Event) -> None:
+        """Keep the worker's view of each simulated Node's allocatable, as the kubelet's
+        informer does."""
+        ListWatch(self._api.list_nodes, self._api.core.list_node, self._node_seen).run(stop)
+
+    def _node_seen(self, kind: str, node: Body) -> None:
+        name = node["metadata"]["name"]
+        if name in self.worker.nodes:
+            allocatable = node.get("status", {}).get("allocatable") or {}
+            self.worker.node_seen(name, None if kind == "DELETED" else allocatable)
+
     # Pods
 
     def _watch_pods(self, stop: threading.Event) -> None:
-        """List the bound pods, then watch them; list again when the watch expires."""
-        version: str | None = None
-        while not stop.is_set():
-            try:
-                version = self._stream_pods(version) if version else self._list_pods()
-            except kube.KubeError as error:
-                logger.warning("pod watch failed (%s); listing again", error)
-                version = None
-                stop.wait(1.0)
+        """Pass every bound pod's changes to the worker; after a new listing, a pod the
+        worker knows that is no longer listed is passed on as deleted."""
+        ListWatch(
+            self._api.list_bound_pods,
+            self._api.core.list_pod_for_all_namespaces,
+            lambda kind, pod: self.worker.events.put(PodEvent(kind, pod)),
+            on_listed=self._forget_unlisted,
+            field_selector=BOUND_PODS,
+        ).run(stop)
 
-    def _list_pods(self) -> str:
-        listing = self._api.list_bound_pods()
-        listed = set()
-        for pod in listing["items"]:
-            listed.add(pod["metadata"]["uid"])
-            self.worker.events.put(PodEvent("ADDED", pod))
+    def _forget_unlisted(self, listed: set[str]) -> None:
         with self.worker.lock:
             vanished = [r.body for uid, r in self.worker.pods.items() if uid not in listed]
         for pod in vanished:
             self.worker.events.put(PodEvent("DELETED", pod))
-        version: str = listing["metadata"]["resourceVersion"]
-        return version
-
-    def _stream_pods(self, version: str) -> str | None:
-        """Follow the watch from `version`; the version to go on from, None to list again."""
-        pods = watch.Watch()  # type: ignore[no-untyped-call]
-        with kube.api_errors():
-            for event in pods.stream(  # type: ignore[no-untyped-call]
-                self._api.core.list_pod_for_all_namespaces,
-                field_selector=BOUND_PODS,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                deserialize=False,
-            ):
-                pod: Body = event["object"]
-                if event["type"] == "ERROR":
-                    return None if pod.get("code") == GONE else version
-                version = pod["metadata"]["resourceVersion"]
-                if event["type"] != "BOOKMARK":
-                    self.worker.events.put(PodEvent(event["type"], pod))
-        return version
 
     # Metrics
 
@@ -279,6 +269,65 @@ def _container_states(worker: PodWorker, record: PodRecord) -> list[ContainerSta
             )
         )
     return states
+
+
+class ListWatch:
+    """List the objects, then watch them from the listing's version, as an informer does;
+    list again when the watch expires or fails. Each object goes to `seen(kind, object)`
+    (ADDED for a listed one), the uids of a listing to `on_listed`."""
+
+    def __init__(
+        self,
+        listing: Callable[[], Body],
+        watched: Callable[..., Any],
+        seen: Callable[[str, Body], None],
+        *,
+        on_listed: Callable[[set[str]], None] | None = None,
+        field_selector: str | None = None,
+    ) -> None:
+        self._listing, self._watched, self._seen = listing, watched, seen
+        self._on_listed = on_listed
+        self._field_selector = field_selector
+
+    def run(self, stop: threading.Event) -> None:
+        version: str | None = None
+        while not stop.is_set():
+            try:
+                version = self._stream(version) if version else self._list()
+            except kube.KubeError as error:
+                logger.warning("watch failed (%s); listing again", error)
+                version = None
+                stop.wait(1.0)
+
+    def _list(self) -> str:
+        listing = self._listing()
+        for item in listing["items"]:
+            self._seen("ADDED", item)
+        if self._on_listed is not None:
+            self._on_listed({item["metadata"]["uid"] for item in listing["items"]})
+        version: str = listing["metadata"]["resourceVersion"]
+        return version
+
+    def _stream(self, version: str) -> str | None:
+        """Follow the watch from `version`; the version to go on from, None to list again."""
+        selector = {"field_selector": self._field_selector} if self._field_selector else {}
+        events = watch.Watch()  # type: ignore[no-untyped-call]
+        with kube.api_errors():
+            for event in events.stream(  # type: ignore[no-untyped-call]
+                self._watched,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_SECONDS,
+                deserialize=False,
+                **selector,
+            ):
+                item: Body = event["object"]
+                if event["type"] == "ERROR":
+                    return None if item.get("code") == GONE else version
+                version = item["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    self._seen(event["type"], item)
+        return version
 
 
 def nodes_ready(api: client.ApiClient, names: Sequence[str]) -> bool:

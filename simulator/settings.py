@@ -84,6 +84,13 @@ class SimulatorSettings(BaseSettings):
     resync_seconds: float = Field(
         default=10.0, gt=0, description="How often a failed resize actuation is tried again."
     )
+    status_writers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Threads writing pod statuses to the API server (the kubelets' status "
+        "managers, one per real node).",
+    )
     usage_seconds: float = Field(
         default=5.0, gt=0, description="Step of the usage simulation (OOM kills, throttling)."
     )

@@ -4,6 +4,7 @@ and the claims allocated from them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from kubernetes import client
@@ -16,16 +17,23 @@ def _plain(api: client.ApiClient, obj: object) -> dict[str, Any]:
     return cast(dict[str, Any], api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
 
 
+def _items(response: Any) -> list[dict[str, Any]]:
+    """The items of a listing as the API server sent them (no model objects: every pass lists)."""
+    return cast(list[dict[str, Any]], json.loads(response.data)["items"])
+
+
 def swapped_templates(
     api: client.ApiClient, namespace: str, kind: str, name: str
 ) -> dict[str, str]:
     """Pod claim name -> the newest template the updater made for it in this workload."""
     with api_errors():
         found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(
-            namespace, label_selector=f"{WORKLOAD_LABEL}={workload_label(kind, name)}"
+            namespace,
+            label_selector=f"{WORKLOAD_LABEL}={workload_label(kind, name)}",
+            _preload_content=False,
         )
     newest: dict[str, tuple[str, str]] = {}
-    for template in (_plain(api, t) for t in found.items):
+    for template in _items(found):
         metadata = template["metadata"]
         claim = (metadata.get("labels") or {}).get(POD_CLAIM_LABEL)
         created = str(metadata.get("creationTimestamp"))
@@ -36,8 +44,10 @@ def swapped_templates(
 
 def list_templates(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     with api_errors():
-        found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(namespace)
-    return [_plain(api, t) for t in found.items]
+        found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(
+            namespace, _preload_content=False
+        )
+    return _items(found)
 
 
 def create_template(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
@@ -60,16 +70,18 @@ def delete_template(api: client.ApiClient, namespace: str, name: str) -> None:
 
 def list_slices(api: client.ApiClient) -> list[dict[str, Any]]:
     with api_errors():
-        return [_plain(api, s) for s in client.ResourceV1Api(api).list_resource_slice().items]
+        return _items(client.ResourceV1Api(api).list_resource_slice(_preload_content=False))
 
 
 def list_claims(api: client.ApiClient) -> list[dict[str, Any]]:
     with api_errors():
-        found = client.ResourceV1Api(api).list_resource_claim_for_all_namespaces()
-    return [_plain(api, c) for c in found.items]
+        found = client.ResourceV1Api(api).list_resource_claim_for_all_namespaces(
+            _preload_content=False
+        )
+    return _items(found)
 
 
 def list_device_taint_rules(api: client.ApiClient) -> list[dict[str, Any]]:
     """DeviceTaintRules (`resource.k8s.io/v1`, served by default since 1.37)."""
     with api_errors():
-        return [_plain(api, r) for r in client.ResourceV1Api(api).list_device_taint_rule().items]
+        return _items(client.ResourceV1Api(api).list_device_taint_rule(_preload_content=False))

@@ -96,7 +96,8 @@ def create_pod(api: client.ApiClient, namespace: str, body: RawObject) -> RawObj
 
 def list_nodes(api: client.ApiClient) -> list[RawObject]:
     with api_errors():
-        return [_plain(api, node) for node in client.CoreV1Api(api).list_node().items]
+        found = client.CoreV1Api(api).list_node(_preload_content=False)
+    return cast(list[RawObject], _json(found)["items"])
 
 
 def list_namespaces(api: client.ApiClient, label_selector: str) -> list[str]:
@@ -114,7 +115,7 @@ def get_owner(api: client.ApiClient, namespace: str, kind: str, name: str) -> Ra
         "StatefulSet": apps.read_namespaced_stateful_set,
     }
     with api_errors():
-        return _plain(api, readers[kind](name, namespace))
+        return _json(readers[kind](name, namespace, _preload_content=False))
 
 
 def watch_pods_in_background(api: client.ApiClient, wake: threading.Event) -> threading.Thread:

@@ -36,28 +36,28 @@ def emit_event(
     """An events.k8s.io/v1 Event on the object `regarding` (apiVersion, kind, namespace, name,
     uid)."""
     namespace = regarding["namespace"]
-    now = dt.datetime.now(dt.UTC)
-    event = client.EventsV1Event(
-        metadata=client.V1ObjectMeta(
-            name=f"{regarding['name']}.{uuid.uuid4().hex[:12]}", namespace=namespace
-        ),
-        event_time=now,
-        action=action,
-        reason=reason,
-        note=note[:1024],
-        type="Warning" if warning else "Normal",
-        reporting_controller=REPORTING_CONTROLLER,
-        reporting_instance=instance,
-        regarding=client.V1ObjectReference(
-            api_version=regarding.get("apiVersion"),
-            kind=regarding["kind"],
-            name=regarding["name"],
-            namespace=namespace,
-            uid=regarding.get("uid"),
-        ),
-    )
-    with api_errors():  # the answer is not needed: not turned into model objects
-        client.EventsV1Api(api).create_namespaced_event(namespace, event, _preload_content=False)
+    reference = {"kind": regarding["kind"], "name": regarding["name"], "namespace": namespace}
+    reference |= {k: regarding[k] for k in ("apiVersion", "uid") if regarding.get(k)}
+    event = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{regarding['name']}.{uuid.uuid4().hex[:12]}",
+            "namespace": namespace,
+        },
+        "eventTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "action": action,
+        "reason": reason,
+        "note": note[:1024],
+        "type": "Warning" if warning else "Normal",
+        "reportingController": REPORTING_CONTROLLER,
+        "reportingInstance": instance,
+        "regarding": reference,
+    }
+    with api_errors():  # plain JSON both ways: an Event per resize, a thousand in a fleet change
+        client.EventsV1Api(api).create_namespaced_event(
+            namespace, cast(Any, event), _preload_content=False
+        )
 
 
 def list_events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, str]]:
