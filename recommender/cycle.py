@@ -169,11 +169,13 @@ class Engine:
                         container.history_end,
                         container.oom_floor,
                         container.oom_time,
+                        container.committed_hour,
                     )
                 )
         ends = []
         for pod_level, items in saved.items():
-            problems = dict(self.fleet_of(POD if pod_level else "").restore_all(items))
+            fleet = self.envelopes if pod_level else self.fleet
+            problems = dict(fleet.restore_all(items))
             for key, error in problems.items():
                 logger.warning(
                     "checkpoint of %s/%s %s not used, starting over: %s",
@@ -356,6 +358,7 @@ class Engine:
                     state=fleet.save(key),
                     oom_floor=float(fleet.oom_floor[row]),
                     oom_time=float(fleet.oom_time[row]),
+                    committed_hour=fleet.committed_hour,
                 )
             )
         if not containers:

@@ -59,6 +59,7 @@ class Saved:
     history_end: float
     floor: float = 0.0
     floor_time: float = 0.0
+    committed_hour: int = -1
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ class Fleet:
         self.history_end = np.zeros(0)
         self.oom_floor = np.zeros(0)
         self.oom_time = np.zeros(0)
-        self._committed_hour = -1
+        # The hour whose recommendation the state has taken in: the model charges its
+        # candidates and steps its limits once an hour, so a second call in the hour only looks.
+        self.committed_hour = -1
 
     def row(self, key: ContainerKey) -> int:
         """The row of `key`, added (having seen nothing) if new."""
@@ -144,8 +147,9 @@ class Fleet:
         kept: list[Saved] = []
         states = []
         template = self.model.new_state(1)
+        taken: set[ContainerKey] = set()
         for item in saved:
-            if item.key in self.rows or item.key in {k.key for k in kept}:
+            if item.key in self.rows or item.key in taken:
                 continue
             try:
                 states.append(checkpoint.load(template, [item.state]))
@@ -153,6 +157,7 @@ class Fleet:
                 problems.append((item.key, error))
                 continue
             kept.append(item)
+            taken.add(item.key)
         if kept:
             state = {name: np.concatenate([s[name] for s in states]) for name in template}
             self._append(
@@ -162,6 +167,9 @@ class Fleet:
                 np.array([k.floor for k in kept]),
                 np.array([k.floor_time for k in kept]),
             )
+            # Rows restored within the hour they took in are not charged again; rows tracked
+            # before, if the hour is new to them, then take it in at the next hour instead.
+            self.committed_hour = max(self.committed_hour, *(k.committed_hour for k in kept))
         return problems
 
     def save(self, key: ContainerKey) -> dict[str, Any]:
@@ -220,9 +228,9 @@ class Fleet:
 
     def recommend(self, now: float) -> dict[ContainerKey, ModelRecommendation]:
         hour = math.floor(now / HOUR)
-        if hour > self._committed_hour:
+        if hour > self.committed_hour:
             raw = self.model.recommend(self.state, now)
-            self._committed_hour = hour
+            self.committed_hour = hour
         else:
             # As of the hour's end: the model reads only whole hours, and the hour in progress
             # would otherwise count only at the next commit.

@@ -27,6 +27,7 @@ class ContainerCheckpoint:
     state: Mapping[str, Any]
     oom_floor: float = 0.0
     oom_time: float = 0.0
+    committed_hour: int = -1  # none: saved before the state took in any recommendation
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def _checkpoint(obj: Mapping[str, Any]) -> Checkpoint:
                 state=c["state"],
                 oom_floor=float(c.get("oomFloor", 0.0)),
                 oom_time=float(c.get("oomTime", 0.0)),
+                committed_hour=int(c.get("committedHour", -1)),
             )
             for c in spec.get("containers", [])
         ],
@@ -102,6 +104,7 @@ def save_checkpoint(api: client.ApiClient, ref: WorkloadRef, checkpoint: Checkpo
                     "historyEnd": c.history_end,
                     "oomFloor": c.oom_floor,
                     "oomTime": c.oom_time,
+                    "committedHour": c.committed_hour,
                     "state": dict(c.state),
                 }
                 for c in checkpoint.containers

@@ -77,6 +77,10 @@ NEEDED: dict[str, dict[Use, str]] = {
             for resource in ("resourceclaims", "resourceslices", "deviceclasses")
             for verb in ("get", "list", "watch")
         },
+        **{
+            ("resource.k8s.io", "devicetaintrules", verb): "migration off tainted devices"
+            for verb in ("get", "list", "watch")
+        },
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get"): "webhook",
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "create"): "webhook",
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch"): "webhook",
