@@ -21,6 +21,12 @@ def _json(response: Any) -> Body:
     return body
 
 
+def _drained(response: Any) -> None:
+    """Read an answer that is not needed: an unread answer keeps its connection from going back
+    to the pool, and the next request opens (and TLS-handshakes) a new one."""
+    _ = response.data
+
+
 class RawApi:
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
@@ -29,7 +35,7 @@ class RawApi:
 
     def create_node(self, body: Body) -> None:
         with kube.api_errors():
-            self.core.create_node(cast(Any, body), _preload_content=False)
+            _drained(self.core.create_node(cast(Any, body), _preload_content=False))
 
     def read_node(self, name: str) -> Body:
         with kube.api_errors():
@@ -37,7 +43,7 @@ class RawApi:
 
     def patch_node(self, name: str, patch: Body) -> None:
         with kube.api_errors():
-            self.core.patch_node(name, patch, _preload_content=False)
+            _drained(self.core.patch_node(name, patch, _preload_content=False))
 
     def patch_node_status(self, name: str, patch: Body) -> Body:
         with kube.api_errors():
@@ -45,27 +51,39 @@ class RawApi:
 
     def create_lease(self, namespace: str, body: Body) -> None:
         with kube.api_errors():
-            self.leases.create_namespaced_lease(namespace, cast(Any, body), _preload_content=False)
+            _drained(
+                self.leases.create_namespaced_lease(
+                    namespace, cast(Any, body), _preload_content=False
+                )
+            )
 
     def patch_lease(self, name: str, namespace: str, patch: Body) -> None:
         with kube.api_errors():
-            self.leases.patch_namespaced_lease(name, namespace, patch, _preload_content=False)
+            _drained(
+                self.leases.patch_namespaced_lease(name, namespace, patch, _preload_content=False)
+            )
 
     def create_device_class(self, body: Body) -> None:
         with kube.api_errors():
-            self.resource.create_device_class(cast(Any, body), _preload_content=False)
+            _drained(self.resource.create_device_class(cast(Any, body), _preload_content=False))
 
     def put_resource_slice(self, body: Body) -> None:
         """Create the slice, or replace the one of that name."""
         name = body["metadata"]["name"]
         try:
             with kube.api_errors():
-                self.resource.create_resource_slice(cast(Any, body), _preload_content=False)
+                _drained(
+                    self.resource.create_resource_slice(cast(Any, body), _preload_content=False)
+                )
         except kube.Conflict:
             with kube.api_errors():
                 current = _json(self.resource.read_resource_slice(name, _preload_content=False))
                 body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                self.resource.replace_resource_slice(name, cast(Any, body), _preload_content=False)
+                _drained(
+                    self.resource.replace_resource_slice(
+                        name, cast(Any, body), _preload_content=False
+                    )
+                )
 
     def read_claim(self, name: str, namespace: str) -> Body:
         with kube.api_errors():
@@ -85,14 +103,20 @@ class RawApi:
 
     def patch_pod_status(self, name: str, namespace: str, patch: Body) -> None:
         with kube.api_errors():
-            self.core.patch_namespaced_pod_status(name, namespace, patch, _preload_content=False)
+            _drained(
+                self.core.patch_namespaced_pod_status(
+                    name, namespace, patch, _preload_content=False
+                )
+            )
 
     def delete_pod_now(self, name: str, namespace: str, uid: str) -> None:
         """Delete with grace 0, only the pod of that uid."""
         options = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         with kube.api_errors():
-            self.core.delete_namespaced_pod(
-                name, namespace, body=cast(Any, options), _preload_content=False
+            _drained(
+                self.core.delete_namespaced_pod(
+                    name, namespace, body=cast(Any, options), _preload_content=False
+                )
             )
 
     def list_nodes(self) -> Body:

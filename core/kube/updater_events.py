@@ -55,9 +55,10 @@ def emit_event(
         "regarding": reference,
     }
     with api_errors():  # plain JSON both ways: an Event per resize, a thousand in a fleet change
-        client.EventsV1Api(api).create_namespaced_event(
+        answer: Any = client.EventsV1Api(api).create_namespaced_event(
             namespace, cast(Any, event), _preload_content=False
         )
+        _ = answer.data  # read, so that the connection goes back to the pool
 
 
 def list_events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, str]]:
