@@ -115,6 +115,7 @@ class Engine:
             metrics,
             workers=settings.publish_workers,
             refresh=dt.timedelta(seconds=settings.status_refresh_seconds),
+            change_ratio=settings.status_change_ratio,
         )
         self.last_reads: list[NamespaceRead] = []
 

@@ -20,6 +20,7 @@ from bridgescale.kube.workloads import ApiClient, Workload
 from bridgescale.recommender.metrics import RecommenderMetrics
 from bridgescale.recommender.status import (
     ContainerResult,
+    nearly_equal,
     recommendation_status,
     unavailable_status,
     vpa_status,
@@ -42,11 +43,16 @@ class Publisher:
         *,
         workers: int = 1,
         refresh: dt.timedelta = dt.timedelta(minutes=10),
+        change_ratio: float = 0.0,
     ) -> None:
         self.api = api
         self.metrics = metrics
         self.workers = workers
         self.refresh = refresh  # an unchanged status is written again after this long
+        # Amounts that moved by less than this are no change: each cycle's new samples nudge
+        # most targets, and rewriting thousands of statuses a minute for it loads the API
+        # server for nothing the updater acts on (it acts on moves of 10 % by default).
+        self.change_ratio = change_ratio
 
     def publish(self, read: NamespaceRead, results: list[WorkloadResult], now: dt.datetime) -> None:
         existing = {
@@ -82,9 +88,10 @@ class Publisher:
             )
 
     def _due(self, previous: Mapping[str, Any], fresh: Mapping[str, Any], now: dt.datetime) -> bool:
-        """Whether a status must be written: it changed, or its lastUpdateTime is older than
-        the refresh interval (so that it still tells the recommender is at work)."""
-        if _without_time(previous) != _without_time(fresh):
+        """Whether a status must be written: it changed (an amount by more than the change
+        ratio), or its lastUpdateTime is older than the refresh interval (so that it still
+        tells the recommender is at work, and small moves are written then)."""
+        if not nearly_equal(_without_time(previous), _without_time(fresh), self.change_ratio):
             return True
         try:
             written = dt.datetime.fromisoformat(str(previous.get("lastUpdateTime")))

@@ -33,6 +33,14 @@ class RecommenderSettings(BaseSettings):
         description="an unchanged ResourceRecommendation status is written again after this "
         "long (its lastUpdateTime); changed ones are written at once",
     )
+    status_change_ratio: float = Field(
+        default=0.02,
+        ge=0,
+        le=0.5,
+        description="a ResourceRecommendation status is written at once when an amount in it "
+        "moved by more than this fraction since it was written, or anything else changed; "
+        "smaller moves wait for the refresh (`status_refresh_seconds`)",
+    )
     publish_workers: int = Field(
         default=8, ge=1, le=64, description="workloads published (and checkpointed) at once"
     )

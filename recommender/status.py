@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgescale.policy import WorkloadPolicy
-from bridgescale.quantity import POD, RESOURCES, Resource, format_quantity, round_up
+from bridgescale.quantity import (
+    POD,
+    RESOURCES,
+    QuantityError,
+    Resource,
+    format_quantity,
+    parse,
+    round_up,
+)
 from bridgescale.recommender.fleet import ModelRecommendation
 
 HORIZON = "1h"  # the model forecasts the coming hour's peak
@@ -17,6 +25,7 @@ LOAD_STEP_SECONDS = 3600
 PROVIDED = "RecommendationProvided"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 BOUND_FIELDS = ("target", "lowerBound", "upperBound", "uncappedTarget")
+NUMBER_SLACK = 0.01  # of a plain number in a status (cores of a load forecast, a confidence)
 
 
 @dataclass(frozen=True)
@@ -234,3 +243,39 @@ def vpa_status(
         "recommendation": {"containerRecommendations": entries},
         "conditions": [*others, provided],
     }
+
+
+def nearly_equal(previous: Any, fresh: Any, ratio: float, *, key: str = "") -> bool:
+    """Whether two statuses (or parts of them) differ by no more than `ratio` in any amount:
+    quantities under a resource's name and plain numbers (a plain number may also move by
+    `NUMBER_SLACK`, as a load of 0.001 cores against 0.002 is no change); every other value,
+    and the shape, must be equal."""
+    if isinstance(previous, Mapping) and isinstance(fresh, Mapping):
+        return previous.keys() == fresh.keys() and all(
+            nearly_equal(previous[k], fresh[k], ratio, key=k) for k in previous
+        )
+    if isinstance(previous, list) and isinstance(fresh, list):
+        return len(previous) == len(fresh) and all(
+            nearly_equal(p, f, ratio, key=key) for p, f in zip(previous, fresh, strict=True)
+        )
+    if previous == fresh:
+        return True
+    if _is_number(previous) and _is_number(fresh):
+        gap = abs(float(previous) - float(fresh))
+        return gap <= NUMBER_SLACK or gap <= ratio * max(abs(float(previous)), abs(float(fresh)))
+    amounts = _amounts(previous, fresh, key)
+    return amounts is not None and abs(amounts[0] - amounts[1]) <= ratio * max(amounts)
+
+
+def _amounts(previous: Any, fresh: Any, key: str) -> tuple[float, float] | None:
+    """Both values as amounts of the resource `key`, if they are quantities of one."""
+    if key not in RESOURCES or not isinstance(previous, str) or not isinstance(fresh, str):
+        return None
+    try:
+        return parse(previous, key), parse(fresh, key)
+    except QuantityError:
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

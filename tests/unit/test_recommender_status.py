@@ -4,6 +4,7 @@ last good recommendations, and pod names from history mapped to their workloads.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from bridgescale.kube.workloads import ContainerSpec, Workload, WorkloadRef
 from bridgescale.policy import WorkloadPolicy
@@ -14,6 +15,7 @@ from bridgescale.recommender.status import (
     ContainerResult,
     cap,
     load_forecast,
+    nearly_equal,
     recommendation_status,
     unavailable_status,
     vpa_status,
@@ -126,3 +128,40 @@ def test_an_envelope_covers_the_containers_without_resources_of_their_own() -> N
         router,
         ContainerSpec("telemetry"),
     )
+
+
+def _status_with(memory: float, cpu: float = 2.0) -> dict[str, Any]:
+    found = _found()
+    found = ModelRecommendation(
+        target={**found.target, "memory": memory, "cpu": cpu},
+        lower_bound=found.lower_bound,
+        upper_bound={**found.upper_bound, "memory": max(memory, 4 * GIB)},
+        confidence=found.confidence,
+    )
+    result = cap("router", "bridgescale", found, WorkloadPolicy(), has_gpu_claim=False)
+    return recommendation_status([result], {}, NOW)
+
+
+def test_a_status_counts_as_changed_only_when_an_amount_moved_past_the_ratio() -> None:
+    written = _status_with(3 * GIB)
+    assert nearly_equal(written, _status_with(3 * GIB), 0.02)
+    assert nearly_equal(written, _status_with(3.05 * GIB), 0.02)  # 1.6 %
+    assert not nearly_equal(written, _status_with(3.1 * GIB), 0.02)  # 3.2 %
+    assert not nearly_equal(written, _status_with(3.05 * GIB), 0.0)  # any move, at ratio 0
+    assert not nearly_equal(written, _status_with(3 * GIB, cpu=2.5), 0.02)
+
+
+def test_anything_but_an_amount_is_compared_exactly() -> None:
+    written = _status_with(3 * GIB)
+    other_message = {**written, "conditions": [{**written["conditions"][0], "message": "x"}]}
+    assert not nearly_equal(written, other_message, 0.5)
+    fewer = {**written, "containerRecommendations": []}
+    assert not nearly_equal(written, fewer, 0.5)
+    assert not nearly_equal({"cpu": "2"}, {"cpu": "two"}, 0.5)  # garbage is a change
+    assert not nearly_equal({"name": "2"}, {"name": "2.01"}, 0.5)  # not under a resource
+
+
+def test_plain_numbers_move_by_the_ratio_or_a_hundredth() -> None:
+    assert nearly_equal({"cpu": [0.001, 1.0]}, {"cpu": [0.004, 1.015]}, 0.02)
+    assert not nearly_equal({"cpu": [0.001, 1.0]}, {"cpu": [0.004, 1.05]}, 0.02)
+    assert not nearly_equal({"confidence": 0.5}, {"confidence": 0.52}, 0.02)
