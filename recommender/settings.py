@@ -23,6 +23,20 @@ class RecommenderSettings(BaseSettings):
         le=24 * 30,
         description="history read for a namespace seen for the first time (one week)",
     )
+    read_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="namespaces whose history is read at once (Prometheus answers one while "
+        "the recommender folds another into the model)",
+    )
+    history_chunk_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="history is read in pieces of at most this long, each folded into the model "
+        "before the next is read, so that a first read of a week holds a day in memory",
+    )
     checkpoint_interval_seconds: int = Field(
         default=600, ge=10, le=86400, description="how often model state is saved to the API"
     )

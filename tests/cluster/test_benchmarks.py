@@ -53,8 +53,10 @@ def test_the_recommender_benchmark_measures_a_full_and_an_incremental_cycle(
     assert line["containers"] == 20
     assert line["full_seconds"] > 0 and line["incremental_seconds"] > 0
     assert 30 < line["peak_rss_mb"] < 1024
-    # Four queries per namespace and cycle (cpu, memory, GPU memory, OOM kills), one namespace.
-    assert line["queries"] == 8
+    # Four queries (cpu, memory, GPU memory, OOM kills) per piece of history read in one
+    # namespace: the full cycle's week in seven pieces of a day, then one step in each of the
+    # two incremental cycles.
+    assert line["queries"] == 4 * (7 + 1 + 1)
     points = re.search(r"full cycle: (\d+) points, incremental: (\d+) points", "\n".join(lines))
     assert points, lines
     full, incremental = int(points[1]), int(points[2])

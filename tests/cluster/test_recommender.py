@@ -371,11 +371,14 @@ def test_once_publishes_for_every_workload_of_opted_in_namespaces_only(
     assert conditions["RecommendationProvided"]["status"] == "True"
     assert conditions["PrometheusUnavailable"]["status"] == "False"
 
-    # The router ran at 0.5 cores all along: so is every hour of its load forecast, which the
-    # updater reads to recreate pods at the quietest hour.
+    # The router ran at 0.5 cores all along: so is its load forecast, which the updater reads
+    # to recreate pods at the quietest hour, hour by hour; but for the hour of day in which the
+    # history starts (its first step has no rate yet) and the one of its counter reset (the
+    # step of the reset counts less), which read lower by a part of a step.
     forecast = published["router"]["status"]["loadForecast"]
     assert forecast["stepSeconds"] == 3600 and len(forecast["cpu"]) == 24
-    assert all(abs(cores - 0.5) < 0.05 for cores in forecast["cpu"]), forecast
+    steady = sorted(abs(cores - 0.5) for cores in forecast["cpu"])
+    assert steady[-3] < 0.05 and steady[-1] < 0.15, forecast
     assert recommendation_from_json(published["router"]).forecast is not None
 
     vpa = client.CustomObjectsApi(api).get_namespaced_custom_object(
