@@ -75,4 +75,5 @@ def test_the_updater_benchmark_sees_every_pod_resized_in_place(tmp_path: Path) -
     )  # fmt: skip
     line = figures(lines[-1], ["pods", "seconds", "p50_ms", "p95_ms"])
     assert line["pods"] == 20
-    assert 0 < line["p50_ms"] <= line["p95_ms"] <= line["seconds"] * 1000 + 1
+    # No pod waits longer than the whole run, which is printed to a tenth of a second.
+    assert 0 < line["p50_ms"] <= line["p95_ms"] <= (line["seconds"] + 0.05) * 1000 + 1
