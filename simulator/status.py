@@ -45,10 +45,6 @@ class StatusWriter:
             self._latest[write.uid] = write
             self._ready.notify()
 
-    def pending(self) -> int:
-        with self._ready:
-            return len(self._latest) + len(self._writing)
-
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             write = self._next(timeout=0.5)

@@ -4,22 +4,16 @@ and the claims allocated from them."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 from kubernetes import client
 
-from bridgescale.kube import NotFound, api_errors
+from bridgescale.kube import NotFound, api_errors, listed_items
 from bridgescale.updater.gpu import POD_CLAIM_LABEL, WORKLOAD_LABEL, workload_label
 
 
 def _plain(api: client.ApiClient, obj: object) -> dict[str, Any]:
     return cast(dict[str, Any], api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
-
-
-def _items(response: Any) -> list[dict[str, Any]]:
-    """The items of a listing as the API server sent them (no model objects: every pass lists)."""
-    return cast(list[dict[str, Any]], json.loads(response.data)["items"])
 
 
 def swapped_templates(
@@ -33,7 +27,7 @@ def swapped_templates(
             _preload_content=False,
         )
     newest: dict[str, tuple[str, str]] = {}
-    for template in _items(found):
+    for template in listed_items(found):
         metadata = template["metadata"]
         claim = (metadata.get("labels") or {}).get(POD_CLAIM_LABEL)
         created = str(metadata.get("creationTimestamp"))
@@ -47,7 +41,7 @@ def list_templates(api: client.ApiClient, namespace: str) -> list[dict[str, Any]
         found = client.ResourceV1Api(api).list_namespaced_resource_claim_template(
             namespace, _preload_content=False
         )
-    return _items(found)
+    return listed_items(found)
 
 
 def create_template(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
@@ -70,7 +64,7 @@ def delete_template(api: client.ApiClient, namespace: str, name: str) -> None:
 
 def list_slices(api: client.ApiClient) -> list[dict[str, Any]]:
     with api_errors():
-        return _items(client.ResourceV1Api(api).list_resource_slice(_preload_content=False))
+        return listed_items(client.ResourceV1Api(api).list_resource_slice(_preload_content=False))
 
 
 def list_claims(api: client.ApiClient) -> list[dict[str, Any]]:
@@ -78,10 +72,12 @@ def list_claims(api: client.ApiClient) -> list[dict[str, Any]]:
         found = client.ResourceV1Api(api).list_resource_claim_for_all_namespaces(
             _preload_content=False
         )
-    return _items(found)
+    return listed_items(found)
 
 
 def list_device_taint_rules(api: client.ApiClient) -> list[dict[str, Any]]:
     """DeviceTaintRules (`resource.k8s.io/v1`, served by default since 1.37)."""
     with api_errors():
-        return _items(client.ResourceV1Api(api).list_device_taint_rule(_preload_content=False))
+        return listed_items(
+            client.ResourceV1Api(api).list_device_taint_rule(_preload_content=False)
+        )

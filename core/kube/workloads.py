@@ -7,14 +7,13 @@ DaemonSet, a ReplicaSet without a Deployment) are not tracked.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client
 
-from bridgescale.kube import api_errors
+from bridgescale.kube import api_errors, listed_items
 from bridgescale.quantity import POD
 
 # The API handle other layers pass back in, so that they never import kubernetes themselves.
@@ -77,12 +76,6 @@ def all_namespaces(api: client.ApiClient) -> list[str]:
     return sorted(str(n.metadata.name) for n in found.items if n.metadata is not None)
 
 
-def _items(response: Any) -> list[dict[str, Any]]:
-    """A list's items as the API server sent them: the client's model objects (and back) cost
-    more than the request, at thousands of pods a cycle."""
-    return cast(list[dict[str, Any]], json.loads(response.data)["items"])
-
-
 def _containers(pod_spec: Mapping[str, Any]) -> tuple[ContainerSpec, ...]:
     containers = []
     for container in pod_spec.get("containers", []):
@@ -123,10 +116,16 @@ def list_workloads(api: client.ApiClient, namespace: str) -> list[Workload]:
     """Every Deployment, StatefulSet and bare Pod of the namespace, with its pods' names."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     with api_errors():
-        pods = _items(core.list_namespaced_pod(namespace, _preload_content=False))
-        replica_sets = _items(apps.list_namespaced_replica_set(namespace, _preload_content=False))
-        deployments = _items(apps.list_namespaced_deployment(namespace, _preload_content=False))
-        stateful_sets = _items(apps.list_namespaced_stateful_set(namespace, _preload_content=False))
+        pods = listed_items(core.list_namespaced_pod(namespace, _preload_content=False))
+        replica_sets = listed_items(
+            apps.list_namespaced_replica_set(namespace, _preload_content=False)
+        )
+        deployments = listed_items(
+            apps.list_namespaced_deployment(namespace, _preload_content=False)
+        )
+        stateful_sets = listed_items(
+            apps.list_namespaced_stateful_set(namespace, _preload_content=False)
+        )
 
     # A ReplicaSet's pods belong to the Deployment that controls the ReplicaSet.
     deployment_of = {}
